@@ -64,6 +64,7 @@ def build_app(ctx: SuiteContext) -> typer.Typer:
         """A plugin-based NLP application suite."""
 
     _add_core_commands(app, ctx)
+    _add_quickstart(app, ctx)
     for name, module in SERVICE_COMMAND_GROUPS.items():
         try:
             group = import_module(module).build(ctx)
@@ -137,6 +138,28 @@ def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"suite {__version__}")
         raise typer.Exit()
+
+
+def _add_quickstart(app: typer.Typer, ctx: SuiteContext) -> None:
+    @app.command("quickstart")
+    def quickstart(
+        retrain: bool = typer.Option(False, help="train again even where an active model exists"),
+    ) -> None:
+        """Train every plugin on its sample data, then run each plugin's example requests."""
+        ctx.startup()
+        for task in ctx.training_tasks():
+            if not retrain and ctx.registry.active(task.plugin, task.name) is not None:
+                console.print(f"[dim]{task.qualified_name}: active model exists, skipping (--retrain to redo)[/]")
+                continue
+            console.rule(f"suite train {task.qualified_name}")
+            version = task.run(ctx, {})
+            console.print(f"registered {version.ref}  {format_metrics(version.card.metrics)}")
+        for plugin, example in ctx.plugins.collect("suite_cli_examples", ctx=ctx):
+            console.rule(f"$ suite {' '.join(example)}", style="cyan")
+            try:
+                app(args=list(example), prog_name="suite", standalone_mode=False)
+            except SuiteError as exc:
+                raise SuiteError(f"example of plugin '{plugin}' failed: {one_line(exc)}") from None
 
 
 def format_metrics(metrics: dict) -> str:

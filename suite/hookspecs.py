@@ -173,3 +173,16 @@ def suite_alert_sinks(ctx: SuiteContext) -> list[AlertSink]:
 
     :return: a list of objects with a ``name`` and a ``send(alert)`` method.
     """
+
+
+@hookspec
+def suite_cli_examples(ctx: SuiteContext) -> list[list[str]]:
+    """Show how to use the plugin: CLI invocations that work on the shipped sample data.
+
+    Called by ``suite quickstart``, which first trains every declared task on its sample
+    data and then runs each example in order, and by ``suite plugins --examples``.
+    Each example is an argument list without the leading ``suite``, e.g.
+    ``["chatbot", "ask", "I lost my card"]``.
+
+    :return: a list of argument lists.
+    """
