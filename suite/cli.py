@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib import import_module
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -58,8 +59,8 @@ def build_app(ctx: SuiteContext) -> typer.Typer:
 
     @app.callback()
     def _root(
-        config: str = typer.Option(None, "--config", "-c", help="TOML config file (default: $SUITE_CONFIG or ./suite.toml)"),
-        version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version."),
+        config: str = typer.Option(None, "--config", "-c", help="TOML file (default: $SUITE_CONFIG, ./suite.toml)"),
+        version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Show version."),
     ) -> None:
         """A plugin-based NLP application suite."""
 
@@ -110,6 +111,17 @@ def _add_core_commands(app: typer.Typer, ctx: SuiteContext) -> None:
             table.add_row(info.name, info.version, info.status, hooks, info.error or info.description)
         console.print(table)
 
+    @app.command("new-plugin")
+    def new_plugin(
+        name: str = typer.Argument(..., help="plugin name: lowercase letters, digits, '_'"),
+        directory: Path = typer.Option(Path("."), "--dir", help="where to create suite-<name>/"),
+    ) -> None:
+        """Write an installable plugin package (pyproject with the entry point, hooks, sample data, a test)."""
+        from suite.scaffold import render_plugin
+
+        target = render_plugin(name, directory.resolve())
+        console.print(f"created {target}\nnext: pip install -e {target} && suite plugins")
+
     @app.command("train")
     def train_command(
         targets: list[str] = typer.Argument(None, help="plugin or plugin:task; default all tasks"),
@@ -122,16 +134,26 @@ def _add_core_commands(app: typer.Typer, ctx: SuiteContext) -> None:
         tasks = [ctx.training_task(t) for t in targets] if targets else ctx.training_tasks()
         if not tasks:
             raise SuiteError("no training tasks declared by the enabled plugins")
-        overrides = {
-            k: v
-            for k, v in dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate).items()
-            if v is not None
-        }
+        given = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate)
+        overrides = {k: v for k, v in given.items() if v is not None}
         ctx.startup()
         for task in tasks:
             console.print(f"[bold]training {task.qualified_name}[/] ({task.kind}): {task.description}")
             version = task.run(ctx, overrides)
             console.print(f"registered {version.ref}  {format_metrics(version.card.metrics)}")
+
+    @app.command("serve")
+    def serve_command(
+        typer_ctx: typer.Context,
+        host: str = typer.Option(None, help="address to bind (default: http.host, 127.0.0.1)"),
+        port: int = typer.Option(None, help="port (default: http.port, 8000)"),
+        workers: int = typer.Option(None, help="worker processes, each loads its own models (default: 1)"),
+    ) -> None:
+        """Serve the HTTP API of the core and every enabled plugin (OpenAPI docs at /docs)."""
+        from suite.app import serve
+
+        config_file = typer_ctx.find_root().params.get("config")
+        serve(ctx, host=host, port=port, workers=workers, config_file=config_file)
 
 
 def _print_version(value: bool) -> None:
@@ -183,7 +205,8 @@ def _fail(exc: BaseException) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=os.environ.get("SUITE_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("SUITE_LOG_LEVEL", "WARNING")
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     debug = os.environ.get("SUITE_DEBUG") == "1"
     ctx = None
     try:

@@ -59,7 +59,8 @@ class SuiteContext:
         known = set(self.plugins.infos)
         for name in self.settings.plugins:
             if name not in known:
-                raise ConfigError(f"[plugins.{name}]: unknown plugin '{name}' (installed: {', '.join(sorted(known)) or 'none'})")
+                installed = ", ".join(sorted(known)) or "none"
+                raise ConfigError(f"[plugins.{name}]: unknown plugin '{name}' (installed: {installed})")
         for name in self.plugins.names:
             model = self.plugins.call_one(name, "suite_config_model")
             if model is not None:

@@ -99,6 +99,13 @@ def suite_http_routers(ctx: SuiteContext) -> APIRouter | list[APIRouter] | None:
     prefix of your own (``/api/<plugin>`` for JSON, ``/<plugin>`` for pages). The core
     adds authentication, limits, error shapes and OpenAPI documentation.
 
+    Declare CPU-bound endpoints (model inference) with a plain ``def`` so they run in
+    the thread pool and never block the event loop; load models once, not per request.
+    Validate user text with :func:`suite.http.limits.check_texts`; raise
+    :class:`suite.errors.SuiteError` subclasses (``NotFoundError`` → 404, ``DataError``
+    → 422, others → 400). A route that must be open without an API key (an HTML page)
+    is declared with ``openapi_extra=suite.http.PUBLIC``. See :mod:`suite.app`.
+
     :return: one ``fastapi.APIRouter``, a list of them, or ``None``.
     """
 

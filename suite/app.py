@@ -1,0 +1,182 @@
+"""The HTTP app: one FastAPI app for the core and every enabled plugin (``suite serve``).
+
+Plugins contribute routers through the ``suite_http_routers`` hook; the core mounts each
+one behind the same authentication, rate limit and error handling, and documents them all
+in one OpenAPI schema (``/docs``, ``/redoc``, ``/openapi.json``). A plugin whose hook raises,
+or returns something that is not a router, is recorded (``/ready`` and ``GET /api/plugins``
+show it) and left out; the app still starts.
+
+Writing endpoints in a plugin:
+
+- Declare CPU-bound endpoints (model inference, spaCy, search with embeddings) with a plain
+  ``def``: FastAPI runs them in its thread pool, so the event loop keeps serving other
+  requests. Use ``async def`` only for endpoints that never block.
+- Models are loaded once per process and shared: take them from ``ctx`` (services are
+  cached there) or from a cache of the plugin's own, never per request.
+- Validate user text with :func:`suite.http.limits.check_texts` (batch size and text
+  length from ``[http]``), and raise :class:`suite.errors.SuiteError` subclasses for the
+  rest: ``NotFoundError`` becomes 404, ``DataError`` 422, any other ``SuiteError`` 400,
+  and anything unexpected a 500 whose body names a request id, never the traceback.
+- Every error body is ``{"error": {"type", "message", "status"}}`` (see
+  :mod:`suite.http.errors`).
+
+With several workers (``suite serve --workers 4``) each worker is a process that builds its
+own context and models from the configuration (:func:`app_from_env`), so memory grows with
+the number of workers, and the rate limit is counted per worker. The scheduler never runs
+inside the API: it is its own process (``suite scheduler run``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials
+
+from suite import __version__
+from suite.config import CONFIG_ENV, HttpConfig
+from suite.context import SuiteContext
+from suite.errors import ConfigError
+from suite.http.auth import ApiKeyAuth, Caller, auth_required, bearer_scheme
+from suite.http.errors import ERROR_RESPONSES, ApiError, install_error_handlers
+from suite.http.limits import BodySizeLimit, RateLimiter
+from suite.http.middleware import RequestContext
+from suite.http.routes import api_router, core_router
+
+log = logging.getLogger(__name__)
+HOOK = "suite_http_routers"
+
+
+def create_app(ctx: SuiteContext, http: HttpConfig | None = None) -> FastAPI:
+    """Build the app for ``ctx``; ``http`` overrides ``ctx.settings.http`` (host, port...).
+
+    :raises ConfigError: authentication is required but no API key is configured.
+    """
+    http = http or ctx.settings.http
+    guard = _guard(ApiKeyAuth(http), RateLimiter(http.rate_limit_per_minute))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx.startup()
+        try:
+            yield
+        finally:
+            ctx.shutdown()
+
+    app = FastAPI(
+        title="suite",
+        version=__version__,
+        description="A plugin-based NLP application suite. Send `Authorization: Bearer <API key>` "
+        "unless the server runs on loopback without authentication.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    app.state.http = http
+    install_error_handlers(app)
+    # Added last = outermost: the request id and the 500 guard wrap everything, body size included.
+    app.add_middleware(BodySizeLimit, max_bytes=http.max_body_bytes)
+    app.add_middleware(RequestContext, limits=http)
+
+    app.include_router(core_router(ctx))
+    protected = {"dependencies": [Depends(guard)], "responses": ERROR_RESPONSES}
+    app.include_router(api_router(ctx), **protected)
+    for name, router in ctx.plugins.collect(HOOK, ctx=ctx):
+        _mount(app, ctx, name, router, protected)
+    return app
+
+
+def _guard(auth: ApiKeyAuth, limiter: RateLimiter):
+    async def guard(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme)
+    ) -> Caller:
+        try:
+            caller = auth.identify(request, credentials)
+        except ApiError:
+            limiter.check(auth.client_identity(request))  # failed attempts count against the address
+            raise
+        limiter.check(caller.identity)
+        return caller
+
+    return guard
+
+
+def _mount(app: FastAPI, ctx: SuiteContext, plugin: str, router: Any, options: dict[str, Any]) -> None:
+    if not isinstance(router, APIRouter):
+        error = TypeError(f"returned {type(router).__name__}, not a fastapi.APIRouter")
+        ctx.plugins.record_failure(plugin, HOOK, error)
+        return
+    try:  # routers are included lazily: build this one's schema now, so a broken one stays out
+        probe = FastAPI()
+        probe.include_router(router, **options)
+        probe.openapi()
+    except Exception as exc:
+        ctx.plugins.record_failure(plugin, HOOK, exc)
+        return
+    app.include_router(router, **options)
+
+
+# -- running -------------------------------------------------------------------------------
+def app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory suite.app:app_from_env``: config from file and env.
+
+    Each worker process calls it, so each builds its own context, services and models.
+    """
+    ctx = SuiteContext.create()
+    logging.basicConfig(level=ctx.settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    for info in ctx.plugins.broken():
+        log.warning("plugin %s %s", info.name, info.error)
+    return create_app(ctx)
+
+
+def serve(
+    ctx: SuiteContext,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    config_file: str | Path | None = None,
+) -> None:
+    """Run the API with uvicorn in the foreground (never the scheduler)."""
+    import uvicorn
+
+    http = effective_http(ctx, host=host, port=port, workers=workers)
+    ApiKeyAuth(http)  # fail now, with one line, rather than in every worker
+    keys = "required" if auth_required(http) else "not required"
+    where = f"http://{http.host}:{http.port}"
+    print(f"serving on {where} ({http.workers} worker(s), API keys {keys})", file=sys.stderr)
+    options: dict[str, Any] = {
+        "host": http.host,
+        "port": http.port,
+        "log_level": ctx.settings.log_level.lower(),
+        "proxy_headers": True,
+        "server_header": False,
+    }
+    if http.workers == 1:
+        uvicorn.run(create_app(ctx, http), **options)
+        return
+    # Workers are fresh processes: hand them the effective settings through the environment.
+    os.environ["SUITE_HTTP__HOST"] = http.host
+    os.environ["SUITE_HTTP__PORT"] = str(http.port)
+    os.environ["SUITE_DATA_DIR"] = str(ctx.settings.data_dir)
+    if config_file:
+        os.environ[CONFIG_ENV] = str(Path(config_file).expanduser().resolve())
+    uvicorn.run("suite.app:app_from_env", factory=True, workers=http.workers, **options)
+
+
+def effective_http(ctx: SuiteContext, **overrides: Any) -> HttpConfig:
+    """``ctx.settings.http`` with command-line overrides, validated."""
+    from pydantic import ValidationError
+
+    from suite.config import describe_validation_error
+
+    values = {**ctx.settings.http.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return HttpConfig.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, "suite serve")) from None
