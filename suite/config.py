@@ -74,6 +74,10 @@ class TrainingConfig(Section):
     early_stopping_patience: int | None = Field(2, ge=1)
     strategy: Literal["full", "freeze", "gradual"] = "full"
     freeze_layers: int = Field(0, ge=0)
+    head_lr_multiplier: float = Field(10.0, gt=0, description="the new classification head learns this much faster")
+    biencoder_learning_rate: float = Field(3e-5, gt=0, description="learning_rate of bi-encoder runs")
+    similarity_scale: float = Field(20.0, gt=0, description="bi-encoder: cosine x scale = logits (1/temperature)")
+    symmetric_loss: bool = Field(False, description="bi-encoder: also rank the queries for each positive")
 
 
 class SchedulerConfig(Section):

@@ -109,7 +109,13 @@ class SuiteContext:
         raise NotFoundError(f"unknown training task '{qualified}' (known: {names})")
 
     def jobs(self) -> list[JobSpec]:
-        return [job for _, job in self.plugins.collect("suite_scheduled_jobs", ctx=self)]
+        """Every declared job, its ``plugin`` filled in from the plugin that declared it."""
+        jobs = []
+        for plugin, job in self.plugins.collect("suite_scheduled_jobs", ctx=self):
+            if not getattr(job, "plugin", ""):
+                job.plugin = plugin
+            jobs.append(job)
+        return jobs
 
     def search_indexes(self) -> list[IndexSpec]:
         return [spec for _, spec in self.plugins.collect("suite_search_indexes", ctx=self)]

@@ -9,6 +9,7 @@ rest still load.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -73,7 +74,8 @@ class PluginHost:
         self.pm = _SuitePluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
-        self.failures: list[HookFailure] = []
+        # Bounded: a long-running scheduler records every failed run here.
+        self.failures: deque[HookFailure] = deque(maxlen=1000)
 
     # -- discovery ---------------------------------------------------------------------
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
