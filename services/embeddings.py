@@ -12,4 +12,391 @@ CONTRACT:
     Mean pooling over the attention mask, then L2 normalisation (identical to
     sentence-transformers for all-MiniLM-L6-v2). Batches are sorted by length; vectors
     are cached by sha256(model id + max_length + text) on disk when cache_dir is set.
+
+Additions beyond the contract: ``Embedder.model_id`` (path + weights' size/mtime, so a
+model re-trained at the same path never serves stale vectors), ``.device``, ``.model``,
+``.is_loaded``, ``.stats`` (texts encoded, cache hits, batches run), ``.clear_cache()``, ``.close()``, and
+:class:`VectorCache`, the SQLite store (``<cache_dir>/vectors.sqlite3``, WAL, shared
+safely by several processes). The model loads on the first cache miss, so a process
+whose texts are all cached never loads torch weights.
 """
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from suite.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+POOLING = "mean-l2-v1"  # part of every cache key: change it when the pooling changes
+CACHE_FILE = "vectors.sqlite3"
+CREATE_TABLE = "CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL) WITHOUT ROWID"
+# Files whose change means new vectors: weights, config and tokenizer (README edits do not count).
+IDENTITY_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
+# Texts are tokenised and length-sorted in chunks of this many batches: bounded memory on huge
+# inputs, near-global sorting, and cache writes that survive an interrupted run.
+BATCHES_PER_CHUNK = 64
+# Where config.json keeps the width of the last hidden state (BERT-likes, DistilBERT, T5-likes, GPT-likes).
+DIMENSION_KEYS = ("hidden_size", "dim", "d_model", "n_embd")
+
+
+@dataclass
+class EmbedderStats:
+    encoded: int = 0  # texts that went through the model
+    cache_hits: int = 0
+    batches: int = 0  # forward passes
+
+
+class Embedder:
+    """L2-normalised mean-pooled sentence vectors from a transformers encoder folder or hub id."""
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        batch_size: int = 64,
+        max_length: int = 256,
+        cache_dir: Path | None = None,
+        device: str = "auto",
+        local_files_only: bool = True,
+    ) -> None:
+        if batch_size < 1 or max_length < 2:
+            raise ConfigError(
+                f"embeddings: batch_size must be >= 1 and max_length >= 2 (got {batch_size}, {max_length})"
+            )
+        self.model_path = str(model_path)
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.local_files_only = local_files_only
+        self._device_setting = device
+        self.folder = resolve_model_folder(self.model_path, local_files_only)
+        self.dimension = read_dimension(self.folder)
+        self.model_id = model_identity(self.folder)
+        self.stats = EmbedderStats()
+        self._key_prefix = hashlib.sha256(f"{self.model_id}\0{max_length}\0".encode())
+        self._cache = VectorCache.open(Path(cache_dir) / CACHE_FILE) if cache_dir is not None else None
+        self._model_lock = threading.Lock()  # fast tokenizers and the model are not thread-safe
+        self._loaded: tuple[Any, Any, torch.device] | None = None
+
+    def __repr__(self) -> str:
+        return f"Embedder({self.model_path!r}, dimension={self.dimension}, device={self._device_setting!r})"
+
+    # -- public API ------------------------------------------------------------------------
+    def encode(
+        self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool = False
+    ) -> np.ndarray:
+        """Vectors of ``texts`` in their order: (n, dimension) float32, unit length."""
+        texts = _check_texts(texts)
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        positions: dict[str, list[int]] = {}  # each distinct text is encoded once
+        for index, text in enumerate(texts):
+            positions.setdefault(text, []).append(index)
+        pending = list(positions)
+        keys = {text: self._key(text) for text in pending} if self._cache is not None else {}
+        if self._cache is not None and pending:
+            found = self._cache.get_many([keys[text] for text in pending], self.dimension)
+            self.stats.cache_hits += sum(len(positions[t]) for t in pending if keys[t] in found)
+            for text in pending:
+                if keys[text] in found:
+                    out[positions[text]] = found[keys[text]]
+            pending = [text for text in pending if keys[text] not in found]
+        if pending:
+            self._encode_missing(pending, positions, keys, out, batch_size or self.batch_size, show_progress)
+        return out
+
+    def encode_one(self, text: str) -> np.ndarray:
+        return self.encode([text])[0]
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the model is in memory (it loads on the first cache miss)."""
+        return self._loaded is not None
+
+    @property
+    def model(self) -> Any:
+        """The underlying transformers encoder (loaded on first access)."""
+        return self._load()[1]
+
+    @property
+    def device(self) -> str:
+        return str(self._load()[2])
+
+    def clear_cache(self) -> None:
+        """Drop every cached vector (of every model sharing the cache file)."""
+        if self._cache is not None:
+            self._cache.clear()
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+
+    # -- internals -------------------------------------------------------------------------
+    def _key(self, text: str) -> bytes:
+        digest = self._key_prefix.copy()
+        digest.update(text.encode("utf-8", "surrogatepass"))
+        return digest.digest()
+
+    def _encode_missing(
+        self,
+        texts: list[str],
+        positions: dict[str, list[int]],
+        keys: dict[str, bytes],
+        out: np.ndarray,
+        batch_size: int,
+        show_progress: bool,
+    ) -> None:
+        from tqdm.auto import tqdm
+
+        chunk_size = batch_size * BATCHES_PER_CHUNK
+        with tqdm(total=len(texts), unit="text", disable=not show_progress, desc="embedding") as progress:
+            for start in range(0, len(texts), chunk_size):
+                chunk = texts[start : start + chunk_size]
+                vectors = self._embed(chunk, batch_size, progress)
+                for text, vector in zip(chunk, vectors, strict=True):
+                    out[positions[text]] = vector
+                if self._cache is not None:
+                    self._cache.put_many(
+                        (keys[text], vector) for text, vector in zip(chunk, vectors, strict=True)
+                    )
+
+    def _embed(self, texts: list[str], batch_size: int, progress: Any) -> np.ndarray:
+        """Tokenise once, run length-sorted batches with just enough padding, restore the order."""
+        import torch
+
+        tokenizer, model, device = self._load()
+        with self._model_lock:
+            ids = tokenizer(
+                texts,
+                truncation=True,
+                max_length=self._max_tokens(tokenizer),
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )["input_ids"]
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        order = np.argsort(-lengths, kind="stable")
+        pad_id = tokenizer.pad_token_id or 0
+        result = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            row_lengths = lengths[rows]
+            input_ids = np.full((len(rows), int(row_lengths[0])), pad_id, dtype=np.int64)
+            for row, index in enumerate(rows):
+                input_ids[row, : row_lengths[row]] = ids[index]
+            mask = (np.arange(input_ids.shape[1]) < row_lengths[:, None]).astype(np.int64)
+            with self._model_lock, torch.inference_mode():
+                mask_tensor = torch.from_numpy(mask).to(device)
+                hidden = model(
+                    input_ids=torch.from_numpy(input_ids).to(device), attention_mask=mask_tensor
+                ).last_hidden_state
+                result[rows] = mean_pool_normalize(hidden, mask_tensor).cpu().numpy()
+                self.stats.batches += 1
+                self.stats.encoded += len(rows)
+            progress.update(len(rows))
+        return result
+
+    def _max_tokens(self, tokenizer: Any) -> int:
+        """The configured max_length, never beyond what the model's position embeddings allow."""
+        limit = getattr(tokenizer, "model_max_length", None)
+        return (
+            min(self.max_length, limit)
+            if isinstance(limit, int) and 0 < limit < 1_000_000
+            else self.max_length
+        )
+
+    def _load(self) -> tuple[Any, Any, torch.device]:
+        if self._loaded is None:
+            with self._model_lock:
+                if self._loaded is None:
+                    self._loaded = load_encoder(self.folder, self._device_setting, self.local_files_only)
+        return self._loaded
+
+
+# -- model loading -----------------------------------------------------------------------
+def resolve_model_folder(model_path: str, local_files_only: bool) -> Path:
+    """The local folder of a model: the path itself, or the hub cache snapshot of an id."""
+    path = Path(model_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{path}: not a transformers model folder (no config.json)")
+        return path.resolve()
+    if path.exists() or model_path.startswith((".", "/", "~")):
+        raise ModelError(f"{model_path}: no such model folder")
+    from transformers.utils import cached_file
+
+    try:
+        config_file = cached_file(model_path, "config.json", local_files_only=local_files_only)
+    except OSError as exc:
+        hint = " (downloads are off: set allow_downloads = true)" if local_files_only else ""
+        raise ModelError(
+            f"cannot find model '{model_path}'{hint}: {' '.join(str(exc).split())[:200]}"
+        ) from None
+    if config_file is None:
+        raise ModelError(f"model '{model_path}' has no config.json")
+    return Path(config_file).parent
+
+
+def read_dimension(folder: Path) -> int:
+    """The encoder's hidden size, read from config.json without importing transformers."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{folder}: cannot read config.json: {exc}") from None
+    for key in DIMENSION_KEYS:
+        if isinstance(config.get(key), int):
+            return config[key]
+    raise ModelError(
+        f"{folder}: config.json has no hidden size ({', '.join(DIMENSION_KEYS)}); is it a text encoder?"
+    )
+
+
+def model_identity(folder: Path) -> str:
+    """Folder plus size and mtime of the files that define the vectors (weights, config, tokenizer)."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in IDENTITY_SUFFIXES)
+    stats = ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    return f"{folder}|{stats}|{POOLING}"
+
+
+def resolve_device(setting: str) -> torch.device:
+    import torch
+
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(setting)
+    except RuntimeError:
+        raise ConfigError(f"unknown torch device '{setting}'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{setting}' requested but CUDA is not available")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device '{setting}' requested but MPS is not available")
+    return device
+
+
+def load_encoder(
+    folder: Path, device_setting: str, local_files_only: bool = True
+) -> tuple[Any, Any, torch.device]:
+    """Fast tokenizer and encoder in eval mode on the resolved device."""
+    from transformers import AutoModel, AutoTokenizer
+
+    device = resolve_device(device_setting)
+    has_safetensors = any(folder.glob("*.safetensors"))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=local_files_only, use_fast=True)
+        model = AutoModel.from_pretrained(
+            folder, local_files_only=local_files_only, use_safetensors=True if has_safetensors else None
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"{folder}: cannot load encoder: {' '.join(str(exc).split())[:300]}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        log.warning("%s: no fast tokenizer; embedding will be slower", folder)
+    return tokenizer, model.to(device).eval(), device
+
+
+def mean_pool_normalize(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Average of the token vectors the mask keeps, scaled to unit length (sentence-transformers' way)."""
+    import torch
+
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    summed = (hidden * weights).sum(dim=1)
+    counts = weights.sum(dim=1).clamp(min=1e-9)
+    return torch.nn.functional.normalize((summed / counts).float(), p=2, dim=1)
+
+
+def _check_texts(texts: Sequence[str]) -> Sequence[str]:
+    if isinstance(texts, str):
+        raise TypeError("encode() takes a sequence of texts; use encode_one() for a single str")
+    texts = texts if isinstance(texts, Sequence) else list(texts)
+    for text in texts:
+        if not isinstance(text, str):
+            raise TypeError(f"encode() takes str texts, got {type(text).__name__}")
+    return texts
+
+
+# -- the disk cache ------------------------------------------------------------------------
+class VectorCache:
+    """float32 vectors by 32-byte key in one SQLite table; WAL lets processes share the file.
+
+    The cache only ever saves work: if the file is unusable it logs a warning and reports
+    misses, and the vectors are computed again.
+    """
+
+    LOOKUP_CHUNK = 500  # keys per SELECT ... IN (...), under SQLite's variable limit
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")  # readers never block the one writer
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(CREATE_TABLE)
+        except sqlite3.Error:
+            self._conn.close()
+            raise
+
+    @classmethod
+    def open(cls, path: Path) -> VectorCache | None:
+        try:
+            return cls(path)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("embedding cache %s unusable, running without it: %s", path, exc)
+            return None
+
+    def get_many(self, keys: Sequence[bytes], dimension: int) -> dict[bytes, np.ndarray]:
+        """The cached vectors among ``keys``; blobs of the wrong size count as misses."""
+        found: dict[bytes, np.ndarray] = {}
+        try:
+            with self._lock:
+                for start in range(0, len(keys), self.LOOKUP_CHUNK):
+                    chunk = keys[start : start + self.LOOKUP_CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    rows = self._conn.execute(
+                        f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk
+                    )
+                    for key, blob in rows:
+                        if len(blob) == 4 * dimension:
+                            found[key] = np.frombuffer(blob, dtype=np.float32)
+        except sqlite3.Error as exc:
+            log.warning("embedding cache %s: read failed, recomputing: %s", self.path, exc)
+        return found
+
+    def put_many(self, items: Iterable[tuple[bytes, np.ndarray]]) -> None:
+        rows = [(key, np.ascontiguousarray(vector, dtype=np.float32).tobytes()) for key, vector in items]
+        try:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.executemany("INSERT OR REPLACE INTO vectors (key, vector) VALUES (?, ?)", rows)
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            log.warning("embedding cache %s: write failed, vectors not cached: %s", self.path, exc)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT count(*) FROM vectors").fetchone()[0]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM vectors")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

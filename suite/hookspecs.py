@@ -129,8 +129,9 @@ def suite_entity_patterns(ctx: SuiteContext) -> list[dict[str, Any]]:
     """Add entity patterns to the shared spaCy pipeline's entity ruler.
 
     Called once, the first time the shared pipeline is loaded. Patterns use spaCy's
-    ``EntityRuler`` format, e.g. ``{"label": "TICKER", "pattern": [{"TEXT": {"REGEX":
-    "^\\$[A-Z]{1,5}$"}}]}`` or ``{"label": "CARD_TYPE", "pattern": "debit card"}``;
+    ``EntityRuler`` format, e.g. ``{"label": "TICKER", "pattern": [{"ORTH": "$"}, {"TEXT":
+    {"REGEX": "^[A-Z]{1,5}$"}}]}`` (spaCy splits "$AAPL" into two tokens) or
+    ``{"label": "CARD_TYPE", "pattern": "debit card"}``;
     an ``id`` key links a match to an entity of the plugin's own. Patterns from all
     plugins share one ruler placed before the statistical NER, so they win overlaps.
 
