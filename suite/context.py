@@ -162,7 +162,10 @@ class SuiteContext:
     def search(self) -> SearchBackend:
         from services.search import open_search_backend
 
-        return open_search_backend(self.settings.search, self.settings.data_dir)
+        backend = open_search_backend(self.settings.search, self.settings.data_dir)
+        for _, spec in self.plugins.collect("suite_search_indexes", ctx=self):
+            backend.ensure_index(spec)  # declared indexes exist before any plugin writes
+        return backend
 
     @cached_property
     def trainer(self) -> TrainingEngine:

@@ -70,12 +70,9 @@ def parse_filter_options(options: list[str] | None) -> dict[str, Any]:
 
 
 def open_backend(ctx: SuiteContext) -> SearchBackend:
-    """The configured backend, with every index that plugins declare created if missing."""
+    """The configured backend (``ctx.search`` creates the indexes plugins declare)."""
     ctx.startup()
-    backend = ctx.search
-    for spec in ctx.search_indexes():
-        backend.ensure_index(spec)
-    return backend
+    return ctx.search
 
 
 def hits_table(hits: list[Hit], mode: str) -> Table:
