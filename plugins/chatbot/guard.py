@@ -1,0 +1,116 @@
+"""Checks a message before any model sees it: empty, too long, binary, not English.
+
+Cheap on purpose (no model call): it runs on every message.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import runpy
+import unicodedata
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from suite.errors import DataError
+
+EMPTY_REPLY = "I didn't catch a question there. What can I help you with?"
+BINARY_REPLY = "That message looks like binary data rather than text. Please type your question in plain words."
+LANGUAGE_REPLY = (
+    "Sorry, I can only help in English for now. Please write your question in English, or ask to speak to an adviser."
+)
+# Languages whose stop words betray a non-English message; spaCy ships the lists (no model needed).
+OTHER_LANGUAGES = ("es", "fr", "de", "it", "pt", "nl")
+WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+
+
+@dataclass(frozen=True)
+class InputCheck:
+    """``text`` is the cleaned message; when ``reason`` is set, ``reply`` is the polite answer."""
+
+    text: str
+    reason: str | None = None  # "empty" | "binary" | "language"
+    reply: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+def check_message(message: object, *, max_chars: int, check_language: bool = True) -> InputCheck:
+    """Clean ``message`` and say whether it can be answered; raise DataError only when too long."""
+    if isinstance(message, bytes | bytearray):
+        try:
+            message = bytes(message).decode("utf-8")
+        except UnicodeDecodeError:
+            return InputCheck("", "binary", BINARY_REPLY)
+    if not isinstance(message, str):
+        raise DataError(f"message must be text, got {type(message).__name__}")
+    if len(message) > max_chars:
+        raise DataError(f"message too long: {len(message)} characters (the limit is {max_chars})")
+    if looks_binary(message):
+        return InputCheck("", "binary", BINARY_REPLY)
+    text = " ".join(unicodedata.normalize("NFC", message).split())
+    if not text:
+        return InputCheck("", "empty", EMPTY_REPLY)
+    if check_language and not looks_english(text):
+        return InputCheck(text, "language", LANGUAGE_REPLY)
+    return InputCheck(text)
+
+
+def looks_binary(text: str) -> bool:
+    """Control characters (other than whitespace), NULs or many decoding replacement marks."""
+    if not text:
+        return False
+    suspicious = sum(
+        1
+        for char in text
+        if (unicodedata.category(char) in ("Cc", "Cs", "Co") and char not in "\t\n\r") or char == "\ufffd"
+    )
+    return suspicious > 0 and (suspicious >= 3 or suspicious / len(text) > 0.05 or "\x00" in text)
+
+
+def looks_english(text: str) -> bool:
+    """A heuristic: mostly Latin letters, and not more stop words of another language than of English.
+
+    Short English requests may have no stop word at all ("ATM fee charged twice"), so one
+    foreign stop word only counts in a message of four words or more with no English one.
+    """
+    letters = [char for char in text if char.isalpha()]
+    if not letters:
+        return True  # digits or symbols only: let the classifier and retrieval decide
+    latin = sum(1 for char in letters if unicodedata.normalize("NFD", char)[0].isascii())
+    if latin / len(letters) < 0.6:
+        return False
+    words = [word.lower() for word in WORD.findall(text)]
+    english_words, foreign_words = stop_words()
+    english = sum(word in english_words for word in words)
+    foreign = max((sum(word in vocabulary for word in words) for vocabulary in foreign_words), default=0)
+    # Tuned on BANKING77's 10k English messages (no false alarm) and short foreign requests.
+    return not ((foreign >= 2 and foreign > english) or (foreign >= 1 and english == 0 and len(words) >= 4))
+
+
+@cache
+def stop_words() -> tuple[frozenset[str], list[frozenset[str]]]:
+    """English stop words, and each other language's stop words minus those English shares."""
+    from services.search.text import english_stop_words
+
+    english = english_stop_words()
+    others = [
+        frozenset(w for w in spacy_stop_words(code) if w not in english and len(w) > 1) for code in OTHER_LANGUAGES
+    ]
+    return english, [words for words in others if words]
+
+
+def spacy_stop_words(code: str) -> frozenset[str]:
+    """spaCy's stop words of one language, read from their module alone.
+
+    Importing ``spacy.lang.<code>`` loads all of spaCy and that language's tokenizer
+    exceptions (seconds); ``stop_words.py`` is plain Python, so it is run on its own.
+    """
+    spec = importlib.util.find_spec("spacy")
+    source = Path(spec.origin).parent / "lang" / code / "stop_words.py" if spec and spec.origin else None
+    if source is None or not source.is_file():  # a trimmed spaCy install: one language fewer
+        return frozenset()
+    return frozenset(runpy.run_path(str(source)).get("STOP_WORDS", ()))

@@ -1,0 +1,99 @@
+"""Hook implementations of the chatbot plugin: each one wires a component of its own module."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from plugins.chatbot.options import INTENT_TASK, PLUGIN, ChatbotOptions
+from suite import hookimpl
+from suite.plugins import PluginInfo
+
+if TYPE_CHECKING:
+    import typer
+    from fastapi import APIRouter
+
+    from services.scheduling import JobSpec
+    from services.search import IndexSpec
+    from suite.context import SuiteContext
+    from suite.training_tasks import TrainingTask
+
+PURGE_EVERY_MINUTES = 15
+
+
+@hookimpl
+def suite_plugin_info() -> PluginInfo:
+    return PluginInfo(
+        name=PLUGIN,
+        description="Customer-service chatbot: fine-tuned intents, slot-filling templates, cited answers",
+    )
+
+
+@hookimpl
+def suite_config_model() -> type[ChatbotOptions]:
+    return ChatbotOptions
+
+
+@hookimpl
+def suite_cli_commands(cli: typer.Typer, ctx: SuiteContext) -> None:
+    from plugins.chatbot.cli import add_chat_command, build
+
+    cli.add_typer(build(ctx), name=PLUGIN)
+    add_chat_command(cli, ctx)
+
+
+@hookimpl
+def suite_http_routers(ctx: SuiteContext) -> APIRouter:
+    from plugins.chatbot.api import build_router
+
+    return build_router(ctx)
+
+
+@hookimpl
+def suite_training_tasks(ctx: SuiteContext) -> list[TrainingTask]:
+    from plugins.chatbot.training import train_from_files
+    from suite.training_tasks import TrainingTask
+
+    return [
+        TrainingTask(
+            plugin=PLUGIN,
+            name=INTENT_TASK,
+            kind="classification",
+            description="intent classifier with calibrated thresholds; (re)indexes the knowledge base",
+            run=train_from_files,
+        )
+    ]
+
+
+@hookimpl
+def suite_entity_patterns(ctx: SuiteContext) -> list[dict[str, Any]]:
+    from plugins.chatbot.slots import entity_patterns
+
+    return entity_patterns()
+
+
+@hookimpl
+def suite_search_indexes(ctx: SuiteContext) -> list[IndexSpec]:
+    from plugins.chatbot.knowledge import KnowledgeBase
+
+    return [KnowledgeBase(ctx, ctx.plugin_options(PLUGIN).index).spec()]
+
+
+@hookimpl
+def suite_scheduled_jobs(ctx: SuiteContext) -> list[JobSpec]:
+    from services.scheduling import JobSpec
+
+    def purge_expired_sessions() -> int:
+        from plugins.chatbot.store import ConversationStore
+
+        return ConversationStore(ctx.database).purge_expired()
+
+    return [
+        JobSpec(
+            name=f"{PLUGIN}.purge_sessions",
+            func=purge_expired_sessions,
+            trigger="interval",
+            trigger_args={"minutes": PURGE_EVERY_MINUTES},
+            description="delete expired chatbot conversations (the exchange log is kept)",
+            plugin=PLUGIN,
+        )
+    ]
