@@ -13,6 +13,7 @@ $(BIN)/suite: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(PIP_EXTRA) "$(TORCH)" -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e examples/suite-ticket-router
 	@touch $@
 
 install: $(BIN)/suite

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from importlib import import_module
@@ -99,8 +100,15 @@ def _add_core_commands(app: typer.Typer, ctx: SuiteContext) -> None:
         console.print("configuration is valid")
 
     @app.command("plugins")
-    def plugins_command(as_json: bool = typer.Option(False, "--json")) -> None:
+    def plugins_command(
+        as_json: bool = typer.Option(False, "--json"),
+        examples: bool = typer.Option(False, "--examples", help="list each plugin's example commands"),
+    ) -> None:
         """List plugins: name, version, hooks implemented, enabled."""
+        if examples:
+            for plugin, example in ctx.plugins.collect("suite_cli_examples", ctx=ctx):
+                typer.echo(f"{plugin}: suite {shlex.join(example)}")
+            return
         infos = ctx.plugins.describe()
         if as_json:
             typer.echo(json.dumps([{**vars(i), "status": i.status} for i in infos], indent=2))

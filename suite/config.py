@@ -64,9 +64,11 @@ class SearchConfig(Section):
 class TrainingConfig(Section):
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', 'mps'")
     num_threads: int | None = Field(None, ge=1, description="torch threads; None lets torch decide")
-    learning_rate: float = Field(1e-4, gt=0)
+    # Defaults tuned for the packaged all-MiniLM-L6-v2 (small): use 2e-5..5e-5 for base-size backbones.
+    learning_rate: float = Field(2e-4, gt=0)
     batch_size: int = Field(32, ge=1)
     epochs: float = Field(4.0, gt=0)
+    min_steps: int = Field(100, ge=0, description="small data sets still get this many steps (0: epochs only)")
     warmup_ratio: float = Field(0.06, ge=0, le=1)
     weight_decay: float = Field(0.01, ge=0)
     max_length: int = Field(128, ge=8)
@@ -75,7 +77,7 @@ class TrainingConfig(Section):
     strategy: Literal["full", "freeze", "gradual"] = "full"
     freeze_layers: int = Field(0, ge=0)
     head_lr_multiplier: float = Field(10.0, gt=0, description="the new classification head learns this much faster")
-    biencoder_learning_rate: float = Field(3e-5, gt=0, description="learning_rate of bi-encoder runs")
+    biencoder_learning_rate: float = Field(5e-5, gt=0, description="learning_rate of bi-encoder runs")
     similarity_scale: float = Field(20.0, gt=0, description="bi-encoder: cosine x scale = logits (1/temperature)")
     symmetric_loss: bool = Field(False, description="bi-encoder: also rank the queries for each positive")
 

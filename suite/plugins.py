@@ -143,7 +143,11 @@ class PluginHost:
         """Every plugin seen, with its description filled in from ``suite_plugin_info``."""
         for name in self.names:
             info = self.infos[name]
-            described = self.call_one(name, "suite_plugin_info")
+            try:
+                described = self.call_one(name, "suite_plugin_info")
+            except Exception as exc:  # a broken description must not hide the other plugins
+                info.error = f"suite_plugin_info failed: {one_line(exc)}"
+                continue
             if described is not None:
                 info.description = described.description or info.description
                 info.version = described.version if described.version != "unknown" else info.version
@@ -163,13 +167,14 @@ class PluginHost:
                 return impl.function(*[kwargs[arg] for arg in impl.argnames])
         return None
 
-    def call_each(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call every plugin's ``hook`` in registration order, isolating failures.
+    def call_each(self, hook: str, *, reverse: bool = False, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every plugin's ``hook`` in registration order (or reversed), isolating failures.
 
         A plugin that raises is logged and recorded in :attr:`failures`; the others run.
         """
         results = []
-        for impl in reversed(self._impls(hook)):  # pluggy keeps them last-registered-first
+        impls = self._impls(hook)  # in registration order (pluggy itself calls them LIFO)
+        for impl in reversed(impls) if reverse else impls:
             try:
                 results.append((impl.plugin_name, impl.function(*[kwargs[a] for a in impl.argnames])))
             except Exception as exc:

@@ -25,6 +25,10 @@ def render_plugin(name: str, destination: Path) -> Path:
     target = destination / f"suite-{name.replace('_', '-')}"
     if target.exists():
         raise DataError(f"{target} already exists; choose another name or folder")
+    try:
+        destination.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create {destination}: {exc.strerror}") from None
     values = {"name": name, "package": f"suite_{name}", "title": name.replace("_", " ").title()}
     # Render into a temp folder first so a failure leaves nothing half-written.
     with tempfile.TemporaryDirectory(dir=destination) as staging:
