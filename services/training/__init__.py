@@ -1,6 +1,7 @@
 """One fine-tuning engine for every plugin, and the inference wrappers for its models.
 
-CONTRACT (implemented in engine.py, data.py, metrics.py, inference.py):
+CONTRACT (implemented in engine.py, data.py, metrics.py, inference.py; the loop in loop.py,
+tasks.py, batching.py, layers.py, checkpoint.py):
 
     @dataclass class LabeledText: text: str; label: str
     @dataclass class TextPair:    query: str; positive: str      # bi-encoder training pair
@@ -36,4 +37,71 @@ CONTRACT (implemented in engine.py, data.py, metrics.py, inference.py):
     @dataclass class Prediction: label: str; score: float; scores: dict[str, float]
 
     def split_train_validation(rows, fraction=0.1, seed=42, stratify=True) -> (train, val)
+
+    Additions (beyond the contract, all optional): TrainParams fields min_steps,
+    head_lr_multiplier, early_stopping_metric, checkpoint_every, unfreeze_every,
+    similarity_scale, symmetric_loss; train_* keyword callback(StepInfo) called after every step;
+    TrainResult fields kind, backbone, labels, steps, history, resumed_from_step;
+    eval_every's default is once per epoch but at most ~10 evaluations a run (small data
+    sets get min_steps steps, i.e. many tiny epochs);
+    a bi-encoder with validation pairs is scored before training (metrics["baseline"]) and
+    keeps the backbone's weights if training never beats them; without validation data the
+    final metrics are measured on (up to 2000) training examples, metrics["evaluated_on"]
+    says which; TextClassifier.from_pretrained(..., quantize=False); load_labeled_file, load_pair_file,
+    data_fingerprint; classification_metrics, retrieval_metrics, confusion_matrix.
 """
+
+from services.training.data import (
+    LabeledText,
+    TextPair,
+    check_classification_data,
+    check_pair_data,
+    data_fingerprint,
+    load_labeled_file,
+    load_pair_file,
+    split_train_validation,
+)
+from services.training.metrics import classification_metrics, confusion_matrix, retrieval_metrics
+
+__all__ = [
+    "LabeledText",
+    "Prediction",
+    "ResolvedParams",
+    "StepInfo",
+    "TextClassifier",
+    "TextPair",
+    "TrainParams",
+    "TrainResult",
+    "TrainingEngine",
+    "check_classification_data",
+    "check_pair_data",
+    "classification_metrics",
+    "confusion_matrix",
+    "data_fingerprint",
+    "load_labeled_file",
+    "load_pair_file",
+    "retrieval_metrics",
+    "split_train_validation",
+]
+
+# torch and transformers load on first use of these names, so that reading data files or
+# listing models stays fast.
+_LAZY = {
+    "TrainingEngine": "services.training.engine",
+    "TrainParams": "services.training.engine",
+    "TrainResult": "services.training.engine",
+    "ResolvedParams": "services.training.engine",
+    "StepInfo": "services.training.loop",
+    "TextClassifier": "services.training.inference",
+    "Prediction": "services.training.inference",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'services.training' has no attribute {name!r}")

@@ -33,16 +33,25 @@ def format_number(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+SHORT_METRIC_NAMES = {"accuracy": "acc", "macro_f1": "f1", "recall@1": "r@1", "recall@10": "r@10", "mrr": "mrr"}
+
+
 def versions_table(versions: list[ModelVersion]) -> Table:
-    table = Table("ref", "active", "kind", "created", "metrics", "examples", box=box.SIMPLE_HEAD)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("ref", no_wrap=True)
+    table.add_column("active", justify="center")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("created", no_wrap=True)
+    table.add_column("metrics", min_width=18)
+    table.add_column("examples", justify="right")
     for version in versions:
         card = version.card
-        metrics = "  ".join(f"{k}={format_number(v)}" for k, v in card.key_metrics().items())
+        metrics = " ".join(f"{SHORT_METRIC_NAMES.get(k, k)}={format_number(v)}" for k, v in card.key_metrics().items())
         table.add_row(
             version.ref,
             "[green]*[/]" if version.active else "",
-            card.kind,
-            card.created_at.replace("T", " ")[:16],
+            "classifier" if card.kind == "classification" else card.kind,
+            card.created_at[:10],
             metrics or "-",
             str(card.train_examples),
         )
@@ -110,11 +119,21 @@ def build(ctx: SuiteContext) -> typer.Typer:
     ) -> None:
         """Check that model folders are complete and unchanged since registration."""
         versions = [registry().resolve(ref)] if ref else registry().list()
-        for version in versions:
-            registry().verify(version)
-            console.print(f"[green]ok[/] {version.ref}")
         if not versions:
             console.print("no models registered")
+        failed = []
+        for version in versions:
+            try:
+                registry().verify(version)
+            except ModelError as exc:
+                failed.append(version.ref)
+                console.print(f"[red]FAILED[/] {version.ref}: {exc}", highlight=False)
+            else:
+                console.print(f"[green]ok[/] {version.ref}")
+        if failed:
+            raise ModelError(
+                f"{len(failed)} of {len(versions)} model versions failed verification: {', '.join(failed)}"
+            )
 
     @app.command("train")
     def train_command(

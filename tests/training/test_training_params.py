@@ -1,0 +1,45 @@
+"""Hyper-parameters: None means the config default; the batches of every epoch are reproducible."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.training import TrainingEngine, TrainParams
+from services.training.batching import LengthGroupedBatches, pad_batch
+from suite.config import TrainingConfig
+from suite.errors import ConfigError
+
+
+def test_unset_parameters_take_the_config_defaults():
+    config = TrainingConfig(learning_rate=3e-4, epochs=2.5, early_stopping_patience=3, biencoder_learning_rate=1e-5)
+    engine = TrainingEngine(config)
+    resolved = engine.resolve_params(TrainParams(batch_size=4))
+    assert resolved.batch_size == 4 and resolved.learning_rate == 3e-4 and resolved.epochs == 2.5
+    assert resolved.early_stopping_patience == 3 and resolved.early_stopping_metric == "macro_f1"
+    assert resolved.min_steps == config.min_steps and resolved.max_steps is None
+    biencoder = engine.resolve_params({"early_stopping_patience": 0}, kind="biencoder")
+    assert biencoder.learning_rate == 1e-5 and biencoder.early_stopping_metric == "mrr"
+    assert biencoder.early_stopping_patience is None  # 0 turns early stopping off
+    with pytest.raises(ConfigError, match="epochs"):
+        engine.resolve_params({"epochs": -1})
+
+
+def test_length_grouped_batches_cover_every_example_once_and_repeat_per_seed():
+    lengths = np.random.default_rng(0).integers(1, 60, size=1000)
+    plan = LengthGroupedBatches(lengths, batch_size=16, seed=1)
+    batches = plan.epoch(0)
+    assert len(batches) == len(plan) == 63
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    # similar lengths share a batch: far less padding than random batches
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    assert padded < 1.15 * lengths.sum()
+    assert all((a == b).all() for a, b in zip(batches, LengthGroupedBatches(lengths, 16, 1).epoch(0), strict=True))
+    assert not all((a == b).all() for a, b in zip(batches, plan.epoch(1), strict=True))
+
+
+def test_pad_batch_pads_to_the_longest_and_skips_the_mask_when_nothing_is_padded():
+    ids, mask = pad_batch([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    ids, mask = pad_batch([[5, 6], [7, 8]], pad_id=0)
+    assert mask is None and ids.shape == (2, 2)
