@@ -42,10 +42,10 @@ def suite_cli_commands(cli: typer.Typer, ctx: SuiteContext) -> None:
 
 
 @hookimpl
-def suite_http_routers(ctx: SuiteContext) -> APIRouter:
-    from plugins.chatbot.api import build_router
+def suite_http_routers(ctx: SuiteContext) -> list[APIRouter]:
+    from plugins.chatbot import api, pages
 
-    return build_router(ctx)
+    return [api.build_router(ctx), pages.build_router(ctx)]
 
 
 @hookimpl
@@ -96,4 +96,13 @@ def suite_scheduled_jobs(ctx: SuiteContext) -> list[JobSpec]:
             description="delete expired chatbot conversations (the exchange log is kept)",
             plugin=PLUGIN,
         )
+    ]
+
+
+@hookimpl
+def suite_cli_examples(ctx: SuiteContext) -> list[list[str]]:
+    return [
+        [PLUGIN, "ask", "I lost my credit card yesterday"],  # intent template with a slot filled
+        [PLUGIN, "ask", "what are the fees for paying abroad in another currency?"],
+        [PLUGIN, "ask", "write me a poem about the sea"],  # out of scope: retrieval or hand-off
     ]
