@@ -38,8 +38,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials
+from fastapi_offline import FastAPIOffline
 
-from suite import __version__
+from suite import __version__, web
 from suite.config import CONFIG_ENV, HttpConfig
 from suite.context import SuiteContext
 from suite.errors import ConfigError
@@ -69,13 +70,16 @@ def create_app(ctx: SuiteContext, http: HttpConfig | None = None) -> FastAPI:
         finally:
             ctx.shutdown()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with Swagger UI and ReDoc served locally, not from a CDN
         title="suite",
         version=__version__,
         description="A plugin-based NLP application suite. Send `Authorization: Bearer <API key>` "
         "unless the server runs on loopback without authentication.",
         lifespan=lifespan,
+        static_url=web.DOCS_STATIC_URL,
+        redoc_url=None,  # web.install serves it, under a stricter policy
     )
+    web.install(app)  # the pages' stylesheet and scripts, /redoc (see suite.web)
     app.state.ctx = ctx
     app.state.http = http
     install_error_handlers(app)
@@ -119,6 +123,7 @@ def _mount(app: FastAPI, ctx: SuiteContext, plugin: str, router: Any, options: d
         ctx.plugins.record_failure(plugin, HOOK, exc)
         return
     app.include_router(router, **options)
+    web.note_pages(app, router)  # its HTML pages join the nav bar
 
 
 # -- running -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -23,6 +23,7 @@ from suite import __version__
 from suite.context import SuiteContext
 from suite.errors import one_line
 from suite.http.errors import redact_paths
+from suite.web import home, wants_html
 
 READY_CHECK_TIMEOUT = 5.0
 
@@ -68,8 +69,14 @@ def core_router(ctx: SuiteContext) -> APIRouter:
     router = APIRouter(tags=["core"])
     verified: set[tuple[str, str]] = set()  # (ref, path) of versions that verified
 
-    @router.get("/", summary="What this server is")
-    def root() -> dict[str, str]:
+    @router.get(
+        "/",
+        summary="What this server is (JSON; a browser asking for text/html gets the pages' index)",
+        responses={200: {"content": {"text/html": {}}}},
+    )
+    def root(request: Request) -> Any:
+        if wants_html(request):
+            return home(request)
         return {"name": "suite", "version": __version__, "docs": "/docs", "openapi": "/openapi.json"}
 
     @router.get("/health", summary="Liveness: the process serves requests")
