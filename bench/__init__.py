@@ -1,0 +1,1 @@
+"""Benchmarks: each script compares the suite with its usual peer side by side in one run."""

@@ -1,0 +1,204 @@
+"""Inference: the suite's TextClassifier against ``transformers.pipeline("text-classification")``.
+
+Both load the same fine-tuned folder and classify the same texts (the Financial
+PhraseBank test split by default) on the CPU; each batch size runs on both sides back to
+back. Reported: documents per second for whole-list calls at each batch size, the
+latency of one-document calls, how many predictions differ from the pipeline's, and
+the same for the int8 dynamically quantised TextClassifier with its accuracy change.
+
+Without ``--model`` the script first fine-tunes one with the suite's engine on the
+training split (``--train-steps`` steps).
+
+    python -m bench.inference
+    python -m bench.inference --model ~/.local/share/suite/models/sentiment/sentiment/v1
+    python -m bench.inference --train-steps 10 --limit 64 --latency-docs 20 --batch-sizes 1,8   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bench.common import (
+    LABEL_COLUMNS,
+    add_thread_option,
+    command_line,
+    latency_summary,
+    load_labeled,
+    percentile,
+    ratio,
+    sample,
+    set_threads,
+    table,
+    write_results,
+)
+
+Classify = Callable[[Sequence[str], int], list[str]]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=None, help="a fine-tuned classifier folder (else one is trained)")
+    parser.add_argument("--dataset", choices=sorted(LABEL_COLUMNS), default="financial_phrasebank")
+    parser.add_argument("--train-steps", type=int, default=200, help="steps of the model trained without --model")
+    parser.add_argument("--batch-sizes", default="1,8,64")
+    parser.add_argument("--limit", type=int, default=None, help="classify at most N test texts")
+    parser.add_argument("--latency-docs", type=int, default=200, help="one-document calls timed on each side")
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--no-quantized", action="store_true", help="skip the int8 TextClassifier")
+    add_thread_option(parser)
+    return parser.parse_args()
+
+
+def train_quick_model(dataset: str, steps: int, output_dir: Path, max_length: int, threads: int | None) -> float:
+    from services.backbone import resolve_backbone
+    from services.training import TrainingEngine, split_train_validation
+    from suite.config import TrainingConfig
+
+    train, validation = split_train_validation(load_labeled(dataset, "train"), fraction=0.1, seed=42)
+    engine = TrainingEngine(TrainingConfig(device="cpu", num_threads=threads))
+    result = engine.train_classifier(
+        resolve_backbone("default"),
+        train,
+        validation,
+        {"max_steps": steps, "max_length": max_length},
+        output_dir=output_dir,
+        progress=False,
+    )
+    return result.wall_seconds
+
+
+def timed(classify: Classify, texts: Sequence[str], batch_size: int) -> tuple[list[str], float]:
+    started = time.perf_counter()
+    labels = classify(texts, batch_size)
+    return labels, time.perf_counter() - started
+
+
+def one_at_a_time(classify: Classify, texts: Sequence[str]) -> list[float]:
+    seconds = []
+    for text in texts:
+        started = time.perf_counter()
+        classify([text], 1)
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def accuracy(predicted: Sequence[str], truth: Sequence[str]) -> float:
+    return sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth)
+
+
+def main() -> None:
+    args = parse_args()
+    set_threads(args.threads)
+    from bench.peers import hf_pipeline
+    from services.training import TextClassifier
+
+    test = sample(load_labeled(args.dataset, "test"), args.limit)
+    texts, truth = [row.text for row in test], [row.label for row in test]
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+
+    with tempfile.TemporaryDirectory(prefix="bench-inference-") as scratch:
+        model_dir, trained_note = args.model, f"the model at `{args.model}`"
+        if model_dir is None:
+            model_dir = Path(scratch) / "model"
+            print(f"fine-tuning a model for {args.train_steps} steps on {args.dataset}")
+            seconds = train_quick_model(args.dataset, args.train_steps, model_dir, args.max_length, args.threads)
+            trained_note = (
+                f"a model fine-tuned by the suite's engine on the {args.dataset} training split "
+                f"({args.train_steps} steps, {seconds:.0f} s)"
+            )
+        ours = TextClassifier.from_pretrained(model_dir, device="cpu", max_length=args.max_length)
+        pipeline = hf_pipeline(model_dir, max_length=args.max_length)
+        sides: dict[str, Classify] = {
+            "TextClassifier": lambda t, b: [p.label for p in ours.predict(t, batch_size=b)],
+            "pipeline": pipeline,
+        }
+        if not args.no_quantized:
+            quantized = TextClassifier.from_pretrained(
+                model_dir, device="cpu", max_length=args.max_length, quantize=True
+            )
+            sides["TextClassifier int8"] = lambda t, b: [p.label for p in quantized.predict(t, batch_size=b)]
+        for classify in sides.values():  # warm-up: first calls allocate and pick kernels
+            classify(texts[:8], 8)
+
+        rates: dict[str, dict[int, float]] = {name: {} for name in sides}
+        predictions: dict[str, dict[int, list[str]]] = {name: {} for name in sides}
+        for position, batch_size in enumerate(batch_sizes):
+            order = list(sides) if position % 2 == 0 else list(reversed(sides))  # alternate who goes first
+            for name in order:
+                print(f"{name}: batch {batch_size}")
+                labels, seconds = timed(sides[name], texts, batch_size)
+                rates[name][batch_size] = len(texts) / seconds
+                predictions[name][batch_size] = labels
+        latency_texts = texts[: args.latency_docs]
+        latencies = {name: one_at_a_time(sides[name], latency_texts) for name in sides}
+
+    report(args, trained_note, texts, truth, batch_sizes, rates, predictions, latencies)
+
+
+def report(args, trained_note, texts, truth, batch_sizes, rates, predictions, latencies) -> None:
+    names = list(rates)
+    rows = [
+        [
+            f"docs/s, batch {b}",
+            *[f"{rates[name][b]:.1f}" for name in names],
+            ratio(rates[names[0]][b], rates["pipeline"][b]),
+        ]
+        for b in batch_sizes
+    ]
+    rows.append(
+        [
+            "one-document call, median ms",
+            *[f"{statistics.median(latencies[name]) * 1000:.1f}" for name in names],
+            ratio(statistics.median(latencies["pipeline"]), statistics.median(latencies[names[0]])),
+        ]
+    )
+    rows.append(
+        [
+            "one-document call, p95 ms",
+            *[f"{percentile(latencies[name], 95) * 1000:.1f}" for name in names],
+            ratio(percentile(latencies["pipeline"], 95), percentile(latencies[names[0]], 95)),
+        ]
+    )
+    reference = predictions["pipeline"]
+    mismatch_rows = []
+    for name in names:
+        if name == "pipeline":
+            continue
+        counts = [sum(a != b for a, b in zip(predictions[name][s], reference[s], strict=True)) for s in batch_sizes]
+        mismatch_rows.append([name, *counts])
+    largest = batch_sizes[-1]
+    accuracy_rows = [[name, f"{accuracy(predictions[name][largest], truth):.4f}"] for name in names]
+    body = [
+        f"Model: {trained_note}. Texts: {len(texts)} from the {args.dataset} test split, truncated at "
+        f"{args.max_length} tokens on both sides; CPU. Each batch size runs on every side back to back "
+        "(the order alternates); docs/s is for one call over the whole list with that batch size.",
+        "",
+        table(["measure", *names, "TextClassifier / pipeline"], rows),
+        "",
+        f"Latency: {len(latencies[names[0]])} one-document calls per side. "
+        + "; ".join(f"{name}: {latency_summary(latencies[name])}" for name in names)
+        + ". (The last column of the latency rows is the speed-up, pipeline time / TextClassifier time.)",
+        "",
+        f"Predictions that differ from the pipeline's ({len(texts)} texts):",
+        "",
+        table(["classifier", *[f"batch {b}" for b in batch_sizes]], mismatch_rows),
+        "",
+        f"Accuracy on these {len(texts)} test texts (batch {largest}):",
+        "",
+        table(["classifier", "accuracy"], accuracy_rows),
+    ]
+    if "TextClassifier int8" in names:
+        change = accuracy(predictions["TextClassifier int8"][largest], truth) - accuracy(
+            predictions["TextClassifier"][largest], truth
+        )
+        body += ["", f"int8 dynamic quantisation changes accuracy by {change:+.4f}."]
+    write_results(f"Inference {args.dataset}", command_line("bench.inference"), "\n".join(body))
+
+
+if __name__ == "__main__":
+    main()

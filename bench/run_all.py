@@ -1,0 +1,142 @@
+"""Run every benchmark in sequence, then assemble BENCHMARKS.md from ``bench/results/*.md``.
+
+    python -m bench.run_all                      # the full benchmarks (hours on 2 cores), then BENCHMARKS.md
+    python -m bench.run_all --only search,embeddings
+    python -m bench.run_all --assemble           # only rebuild BENCHMARKS.md from the results there are
+    python -m bench.run_all --smoke              # every script at a tiny size, results in a temp folder
+
+Each script runs in its own process (``python -m bench.<name>``), so one failing does not
+stop the others; the exit status is non-zero if any failed. A script whose data folder
+is missing prints a SKIP line and counts as done. BENCHMARKS.md is only written from the
+results of full-size runs (never by ``--smoke``), and holds no figure of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import RESULTS_DIR, ROOT
+
+# (name, full-size arguments, smoke-run arguments), in the order of BENCHMARKS.md.
+RUNS: list[tuple[str, list[str], list[str]]] = [
+    (
+        "training",
+        ["--dataset", "financial_phrasebank"],
+        ["--limit", "120", "--test-limit", "60", "--epochs", "1", "--ablation-steps", "4", "--peer-batch", "0"],
+    ),
+    ("training", ["--dataset", "banking77"], []),
+    ("inference", [], ["--train-steps", "5", "--limit", "40", "--latency-docs", "10", "--batch-sizes", "1,8"]),
+    ("embeddings", [], ["--sentences", "30", "--batch-size", "16"]),
+    ("search", [], ["--sizes", "2000", "--queries", "20", "--slow-queries", "10"]),
+    (
+        "chatbot",
+        [],
+        ["--intents", "4", "--oos-intents", "1", "--max-steps", "6", "--test-limit", "20", "--latency-messages", "5"],
+    ),
+    (
+        "sentiment",
+        [],
+        ["--max-steps", "5", "--train-limit", "100", "--sentences", "100", "--trial", "32", "--documents", "100"]
+        + ["--days", "3"],
+    ),
+    ("recommender", [], ["--users", "30", "--max-pairs", "32", "--splits", "warm"]),
+]
+SECTION_ORDER = [
+    "training_financial_phrasebank.md",
+    "training_banking77.md",
+    "inference_financial_phrasebank.md",
+    "embeddings.md",
+    "search.md",
+    "chatbot.md",
+    "sentiment.md",
+    "recommender.md",
+]
+
+HEADER = """# Benchmarks
+
+How the suite compares with the tools people would otherwise use, measured by the scripts in
+`bench/` (one per section below; `python -m bench.run_all` runs them all and rebuilds this file).
+
+Method:
+- **Side by side, same process, same data.** Each comparison runs the suite and its peer in one
+  process (or, for memory figures, forked children of it) on the same data, back to back or
+  alternating, with the same thread count. Ratios are *suite / peer*; absolute figures are given
+  too, with the machine they came from.
+- **Peers as their users run them.** A plain `transformers.Trainer` with its defaults,
+  `transformers.pipeline("text-classification")`, sentence-transformers' `encode`, `rank_bm25`,
+  `bm25s`, brute-force numpy; recommendation baselines (most-popular, item-kNN, BM25) rank through
+  the same pipeline as the plugin.
+- **Public data** (`/work/shared/data`, or `$SUITE_BENCH_DATA`): BANKING77, Financial PhraseBank,
+  citeulike-a. Nothing is tuned on a test split.
+- **Every figure comes from a script's output**, written to `bench/results/<name>.md` with the exact
+  command and the machine; this file only collects them. A section missing below has not been run
+  on this machine yet.
+"""
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=None, help="comma-separated script names (training, search, ...)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, results in a temporary folder")
+    parser.add_argument("--assemble", action="store_true", help="only rebuild BENCHMARKS.md")
+    parser.add_argument("--threads", type=int, default=None, help="--threads for every script")
+    parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    return parser.parse_args()
+
+
+def run_scripts(args: argparse.Namespace, results_dir: Path) -> list[str]:
+    wanted = {name.strip() for name in args.only.split(",")} if args.only else None
+    failed = []
+    for name, full, smoke in RUNS:
+        if wanted and name not in wanted:
+            continue
+        if args.smoke and not smoke:
+            continue  # one smoke run per script is enough
+        command = [sys.executable, "-m", f"bench.{name}", *(smoke if args.smoke else full)]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
+        print(f"==> {' '.join(command[1:])}", flush=True)
+        started = time.perf_counter()
+        env = {**os.environ, "SUITE_BENCH_RESULTS": str(results_dir)}
+        code = subprocess.run(command, cwd=ROOT, env=env).returncode
+        print(f"<== {name}: exit {code} after {time.perf_counter() - started:.0f} s", flush=True)
+        if code:
+            failed.append(" ".join(command[1:]))
+    return failed
+
+
+def assemble(results_dir: Path, output: Path) -> Path:
+    files = {path.name: path for path in results_dir.glob("*.md")}
+    ordered = [files[name] for name in SECTION_ORDER if name in files]
+    ordered += [files[name] for name in sorted(files) if name not in SECTION_ORDER]
+    sections = [path.read_text(encoding="utf-8").strip() for path in ordered]
+    output.write_text(HEADER + "\n## Results\n\n" + "\n\n".join(sections) + "\n", encoding="utf-8")
+    print(f"wrote {output} ({len(sections)} sections)")
+    return output
+
+
+def main() -> None:
+    args = parse_args()
+    if args.assemble:
+        assemble(RESULTS_DIR, args.output)
+        return
+    if args.smoke:
+        with tempfile.TemporaryDirectory(prefix="bench-smoke-") as scratch:
+            failed = run_scripts(args, Path(scratch))
+            print(f"smoke results: {sorted(p.name for p in Path(scratch).glob('*.md'))}")
+    else:
+        failed = run_scripts(args, RESULTS_DIR)
+        assemble(RESULTS_DIR, args.output)
+    if failed:
+        print("failed:\n  " + "\n  ".join(failed))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
