@@ -1,0 +1,70 @@
+"""Hook implementations of the recommender plugin: thin wiring of the modules beside it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from suite import hookimpl
+from suite.plugins import PluginInfo
+from suite.training_tasks import TrainingTask
+
+if TYPE_CHECKING:
+    import typer
+    from fastapi import APIRouter
+    from pydantic import BaseModel
+
+    from services.search import IndexSpec
+    from suite.context import SuiteContext
+
+NAME = "recommender"
+
+
+@hookimpl
+def suite_plugin_info() -> PluginInfo:
+    return PluginInfo(
+        name=NAME,
+        description="Recommends catalogue items from their text and users' histories, new items included",
+    )
+
+
+@hookimpl
+def suite_config_model() -> type[BaseModel]:
+    from plugins.recommender.options import RecommenderOptions
+
+    return RecommenderOptions
+
+
+@hookimpl
+def suite_cli_commands(cli: typer.Typer, ctx: SuiteContext) -> None:
+    from plugins.recommender.cli import register
+
+    register(cli, ctx)
+
+
+@hookimpl
+def suite_http_routers(ctx: SuiteContext) -> list[APIRouter]:
+    from plugins.recommender import api, pages
+
+    return [api.build_router(ctx), pages.build_router(ctx)]
+
+
+@hookimpl
+def suite_search_indexes(ctx: SuiteContext) -> list[IndexSpec]:
+    from plugins.recommender.index import index_spec
+
+    return [index_spec(ctx, ctx.plugin_options(NAME))]
+
+
+@hookimpl
+def suite_training_tasks(ctx: SuiteContext) -> list[TrainingTask]:
+    from plugins.recommender.training import train_and_register
+
+    return [
+        TrainingTask(
+            plugin=NAME,
+            name="biencoder",
+            kind="biencoder",
+            description="item-to-item bi-encoder from users' histories (contrastive, in-batch negatives)",
+            run=lambda ctx, overrides: train_and_register(ctx, overrides),
+        )
+    ]
