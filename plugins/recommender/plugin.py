@@ -68,3 +68,12 @@ def suite_training_tasks(ctx: SuiteContext) -> list[TrainingTask]:
             run=lambda ctx, overrides: train_and_register(ctx, overrides),
         )
     ]
+
+
+@hookimpl
+def suite_cli_examples(ctx: SuiteContext) -> list[list[str]]:
+    return [
+        ["recommend", "maya", "-k", "5"],
+        ["recommend", "--interests", "training for a long bike ride", "-k", "3"],
+        ["recommender", "similar", "stock-from-scraps", "-k", "3"],
+    ]
