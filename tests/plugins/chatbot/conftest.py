@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +23,11 @@ def make_context(data_dir: Path, options: dict[str, Any] | None = None, **settin
 
 
 @pytest.fixture
-def context_factory(tmp_path: Path) -> Iterator[Callable[..., SuiteContext]]:
-    made: list[SuiteContext] = []
-
+def context_factory(tmp_path: Path, started_contexts: Callable[..., SuiteContext]) -> Callable[..., SuiteContext]:
     def factory(options: dict[str, Any] | None = None, data_dir: Path | None = None, **settings: Any) -> SuiteContext:
-        ctx = make_context(data_dir or tmp_path / "data", options, **settings)
-        ctx.startup()
-        made.append(ctx)
-        return ctx
+        return started_contexts(make_context(data_dir or tmp_path / "data", options, **settings))
 
-    yield factory
-    for ctx in made:
-        ctx.shutdown()
+    return factory
 
 
 @pytest.fixture(scope="session")

@@ -34,18 +34,11 @@ def other_plugins() -> list[str]:
 
 
 @pytest.fixture
-def context_factory(tmp_path: Path) -> Iterator[Callable[..., SuiteContext]]:
-    made: list[SuiteContext] = []
-
+def context_factory(tmp_path: Path, started_contexts: Callable[..., SuiteContext]) -> Callable[..., SuiteContext]:
     def factory(options: dict[str, Any] | None = None, data_dir: Path | None = None, **settings: Any) -> SuiteContext:
-        ctx = make_context(data_dir or tmp_path / "data", options, **settings)
-        ctx.startup()
-        made.append(ctx)
-        return ctx
+        return started_contexts(make_context(data_dir or tmp_path / "data", options, **settings))
 
-    yield factory
-    for ctx in made:
-        ctx.shutdown()
+    return factory
 
 
 @pytest.fixture(scope="session")
