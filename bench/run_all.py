@@ -116,7 +116,13 @@ def assemble(results_dir: Path, output: Path) -> Path:
     ordered = [files[name] for name in SECTION_ORDER if name in files]
     ordered += [files[name] for name in sorted(files) if name not in SECTION_ORDER]
     sections = [path.read_text(encoding="utf-8").strip() for path in ordered]
-    output.write_text(HEADER + "\n## Results\n\n" + "\n\n".join(sections) + "\n", encoding="utf-8")
+    missing = [name for name in SECTION_ORDER if name not in files]
+    pending = ""
+    if missing:
+        pending = "\n## Not measured yet\n\nNo figure is claimed for these (`python -m bench.run_all` runs them):\n\n"
+        pending += "\n".join(f"- `{name.removesuffix('.md')}`" for name in missing) + "\n"
+    text = HEADER + "\n## Results\n\n" + "\n\n".join(sections) + "\n" + pending
+    output.write_text(text, encoding="utf-8")
     print(f"wrote {output} ({len(sections)} sections)")
     return output
 
