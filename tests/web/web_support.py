@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from live_server import LiveServer as BaseLiveServer
 
 from suite.context import SuiteContext
 
@@ -61,37 +60,16 @@ def screenshot(page: Any, name: str, full_page: bool = True) -> Path | None:
     return path
 
 
-class LiveServer:
-    """uvicorn serving the suite's app on a free loopback port, in a thread of this process."""
+class LiveServer(BaseLiveServer):
+    """The suite's app for ``ctx`` on a free loopback port, in a thread of this process."""
 
     def __init__(self, ctx: SuiteContext, **http: Any) -> None:
-        import uvicorn
-
         from suite.app import create_app
         from suite.config import HttpConfig
 
         self.ctx = ctx
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         settings = {**ctx.settings.http.model_dump(), "host": "127.0.0.1", **http}
-        self.app = create_app(ctx, HttpConfig.model_validate(settings))
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
+        super().__init__(create_app(ctx, HttpConfig.model_validate(settings)))
 
 
 def make_context(data_dir: Path, **plugins: dict[str, Any]) -> SuiteContext:
