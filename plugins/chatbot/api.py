@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from plugins.chatbot.engine import Chatbot
+from suite.http.limits import SqlInt
 
 if TYPE_CHECKING:
     from suite.context import SuiteContext
@@ -47,7 +48,7 @@ class AskResponse(BaseModel):
 
 
 class FeedbackRequest(BaseModel):
-    exchange_id: int
+    exchange_id: SqlInt
     rating: Literal["up", "down"] | None = None
     corrected_intent: str | None = Field(None, description="the intent the message really had")
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from plugins.recommender.data import Item
 from plugins.recommender.service import MAX_K, get_recommender, parse_filters
-from suite.http.limits import check_text
+from suite.http.limits import SqlInt, check_text
 
 if TYPE_CHECKING:
     from suite.context import SuiteContext
@@ -179,7 +179,7 @@ def build_router(ctx: SuiteContext) -> APIRouter:
         return CountOut(added=added, skipped=skipped)
 
     @router.get("/users", response_model=list[UserOut])
-    def users(limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0)) -> list[UserOut]:
+    def users(limit: int = Query(50, ge=1, le=1000), offset: Annotated[SqlInt, Query(ge=0)] = 0) -> list[UserOut]:
         """Users with the most history first (for a picker)."""
         return [UserOut(user=u, items=n) for u, n in recommender().users(limit, offset)]
 

@@ -182,10 +182,13 @@ def parse_timestamp(value: Any) -> datetime | None:
     if isinstance(value, bool):
         raise ValueError(f"invalid timestamp {value!r}")
     if isinstance(value, int | float) or (isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip())):
-        seconds = float(value)
-        if not math.isfinite(seconds):
-            raise ValueError(f"invalid timestamp {value!r}")
-        return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(tzinfo=None)
+        try:
+            seconds = float(value)
+            if not math.isfinite(seconds):
+                raise ValueError(f"invalid timestamp {value!r}")
+            return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(tzinfo=None)
+        except (OverflowError, OSError):  # beyond the years datetime (or the platform's time_t) can hold
+            raise ValueError(f"timestamp {value!r} is out of range") from None
     if not isinstance(value, str):
         raise ValueError(f"invalid timestamp {value!r}")
     try:
@@ -193,7 +196,10 @@ def parse_timestamp(value: Any) -> datetime | None:
     except ValueError:
         raise ValueError(f"invalid timestamp {value!r} (use ISO 8601 or Unix seconds)") from None
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # e.g. 9999-12-31T23:59-01:00 is in year 10000 in UTC
+            raise ValueError(f"timestamp {value!r} is out of range") from None
     return parsed
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from plugins.sentiment.options import parse_duration
 from suite.errors import DataError
+from suite.http.limits import SqlInt
 
 if TYPE_CHECKING:
     from plugins.sentiment.monitor import Monitor
@@ -120,15 +121,15 @@ def build_router(ctx: SuiteContext) -> APIRouter:
         return [a.to_dict() for a in m.store.alerts(include_acknowledged=include_all, limit=limit, entity=name)]
 
     @router.get("/alerts/{alert_id}")
-    def alert(alert_id: int) -> dict[str, Any]:
+    def alert(alert_id: SqlInt) -> dict[str, Any]:
         return monitor().store.alert(alert_id).to_dict()
 
     @router.post("/alerts/{alert_id}/ack")
-    def acknowledge(alert_id: int, request: AckRequest | None = None) -> dict[str, Any]:
+    def acknowledge(alert_id: SqlInt, request: AckRequest | None = None) -> dict[str, Any]:
         return monitor().store.acknowledge(alert_id, request.by if request else None).to_dict()
 
     @router.get("/documents/{doc_id}")
-    def document(doc_id: int) -> dict[str, Any]:
+    def document(doc_id: SqlInt) -> dict[str, Any]:
         return monitor().store.document(doc_id)
 
     @router.get("/runs")
@@ -136,7 +137,7 @@ def build_router(ctx: SuiteContext) -> APIRouter:
         return [r.to_dict() for r in monitor().store.runs(limit)]
 
     @router.get("/runs/{run_id}")
-    def run(run_id: int) -> dict[str, Any]:
+    def run(run_id: SqlInt) -> dict[str, Any]:
         return monitor().store.run(run_id).to_dict()
 
     return router

@@ -24,7 +24,9 @@ import threading
 import time
 from collections.abc import Sequence
 from contextvars import ContextVar
+from typing import Annotated
 
+from pydantic import Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from suite.config import HttpConfig
@@ -73,6 +75,13 @@ def _check_one(text: object, name: str, allow_empty: bool, limits: HttpConfig) -
     if len(text) > limits.max_text_chars:
         raise ApiError(413, f"{name} is too long: {len(text)} characters (at most {limits.max_text_chars})")
     return text
+
+
+# -- integers that reach the database ---------------------------------------------------
+SqlInt = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+"""An id or offset that goes into a SQL query. SQL integers are signed 64-bit: a larger
+number is bad input (422, and documented in the OpenAPI schema), not an overflow in the
+database driver (500). Narrow it further where needed: ``Annotated[SqlInt, Query(ge=0)]``."""
 
 
 # -- body size ---------------------------------------------------------------------------
