@@ -46,6 +46,8 @@ RUNS: list[tuple[str, list[str], list[str]]] = [
         + ["--days", "3"],
     ),
     ("recommender", [], ["--users", "30", "--max-pairs", "32", "--splits", "warm"]),
+    ("http_load", [], ["--max-steps", "5", "--duration", "3", "--warmup", "1"]),
+    ("http_fuzz", [], ["--max-examples", "5", "--max-steps", "3"]),
 ]
 SECTION_ORDER = [
     "training_financial_phrasebank.md",
@@ -56,6 +58,8 @@ SECTION_ORDER = [
     "chatbot.md",
     "sentiment.md",
     "recommender.md",
+    "http_load.md",
+    "http_fuzz.md",
 ]
 
 HEADER = """# Benchmarks

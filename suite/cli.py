@@ -139,7 +139,7 @@ def _add_core_commands(app: typer.Typer, ctx: SuiteContext) -> None:
         learning_rate: float = typer.Option(None),
     ) -> None:
         """Fine-tune the models that plugins declare, and register each new version."""
-        tasks = [ctx.training_task(t) for t in targets] if targets else ctx.training_tasks()
+        tasks = [task for t in targets for task in ctx.select_training_tasks(t)] if targets else ctx.training_tasks()
         if not tasks:
             raise SuiteError("no training tasks declared by the enabled plugins")
         given = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate)

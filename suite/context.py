@@ -101,6 +101,15 @@ class SuiteContext:
     def training_tasks(self) -> list[TrainingTask]:
         return [task for _, task in self.plugins.collect("suite_training_tasks", ctx=self)]
 
+    def select_training_tasks(self, target: str) -> list[TrainingTask]:
+        """Every task of plugin ``target``, or the one task ``plugin:task`` (or bare task name)."""
+        tasks = self.training_tasks()
+        chosen = [t for t in tasks if target == t.plugin] or [t for t in tasks if target in (t.qualified_name, t.name)]
+        if not chosen:
+            names = ", ".join(task.qualified_name for task in tasks) or "none"
+            raise NotFoundError(f"unknown training task '{target}' (known: {names})")
+        return chosen
+
     def training_task(self, qualified: str) -> TrainingTask:
         for task in self.training_tasks():
             if qualified in (task.qualified_name, task.plugin) or qualified == task.name:

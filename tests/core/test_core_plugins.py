@@ -9,7 +9,7 @@ import pytest
 from suite import hookimpl
 from suite.config import Settings
 from suite.context import SuiteContext
-from suite.errors import ConfigError
+from suite.errors import ConfigError, NotFoundError
 from suite.plugins import PluginHost, PluginInfo
 
 
@@ -194,3 +194,23 @@ def test_a_failing_description_is_reported_not_raised(tmp_path: Path) -> None:
     ctx.plugins.register(BadInfo(), "badinfo")
     [info] = ctx.plugins.describe()
     assert info.status == "failed" and "no description today" in info.error
+
+
+class TwoTasks:
+    @hookimpl
+    def suite_training_tasks(self, ctx):
+        from suite.training_tasks import TrainingTask
+
+        return [
+            TrainingTask("two", name, "classification", name, lambda ctx, overrides: None)
+            for name in ("first", "second")
+        ]
+
+
+def test_a_plugin_name_selects_all_its_training_tasks(tmp_path: Path) -> None:
+    ctx = SuiteContext(Settings(data_dir=tmp_path))
+    ctx.plugins.register(TwoTasks(), "two")
+    assert [t.name for t in ctx.select_training_tasks("two")] == ["first", "second"]
+    assert [t.name for t in ctx.select_training_tasks("two:second")] == ["second"]
+    with pytest.raises(NotFoundError, match="unknown training task 'nope'"):
+        ctx.select_training_tasks("nope")
