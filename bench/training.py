@@ -6,9 +6,9 @@ split by the same ``TextClassifier``, so only the training differs. The Trainer 
 twice: with its true defaults (learning rate 5e-5, batch 8) and with batch 32 (the
 engine's batch size, and the Trainer's faster setting on a CPU).
 
-The engine has no switches for length-grouped batching and dynamic padding, so their
-effect is measured by swapping them out for the run (random batches; padding to
-``max_length``) and timing a fixed number of steps of each variant.
+The effect of length-grouped batching and dynamic padding is measured with the engine's
+own switches (``group_by_length=False``: plain shuffled batches; ``padding="max_length"``:
+every batch padded to ``max_length``), timing a fixed number of steps of each variant.
 
     python -m bench.training                          # Financial PhraseBank, 3 epochs
     python -m bench.training --dataset banking77
@@ -18,15 +18,11 @@ effect is measured by swapping them out for the run (random batches; padding to
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from bench.common import (
     LABEL_COLUMNS,
@@ -88,49 +84,6 @@ def engine_run(backbone: str, train, validation, params: dict[str, Any], output_
         if "accuracy" in entry and entry["step"] in clock.at
     ]
     return result, history, clock
-
-
-@contextlib.contextmanager
-def random_batches() -> Iterator[None]:
-    """The engine with plain shuffled batches instead of length-grouped ones."""
-    import services.training.loop as loop
-
-    original = loop.LengthGroupedBatches
-
-    class RandomBatches(original):
-        def _plan(self, epoch: int) -> list[np.ndarray]:
-            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.lengths))
-            return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-
-    loop.LengthGroupedBatches = RandomBatches
-    try:
-        yield
-    finally:
-        loop.LengthGroupedBatches = original
-
-
-@contextlib.contextmanager
-def fixed_padding(max_length: int) -> Iterator[None]:
-    """The engine padding every training batch to ``max_length`` instead of its longest text."""
-    import torch
-
-    import services.training.tasks as tasks
-
-    original = tasks.pad_batch
-
-    def pad_to_max(sequences, pad_id, device="cpu"):
-        ids = np.full((len(sequences), max_length), pad_id, dtype=np.int64)
-        mask = np.zeros((len(sequences), max_length), dtype=np.int64)
-        for row, sequence in enumerate(sequences):
-            ids[row, : len(sequence)] = sequence
-            mask[row, : len(sequence)] = 1
-        return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
-
-    tasks.pad_batch = pad_to_max
-    try:
-        yield
-    finally:
-        tasks.pad_batch = original
 
 
 def steady_rate(clock: StepClock, batch_size: int) -> float:
@@ -227,31 +180,27 @@ def main() -> None:
         ablations = []
         if args.ablation_steps:
             variants = [
-                ("length-grouped batches, dynamic padding (engine)", contextlib.nullcontext()),
-                ("random batches, dynamic padding", random_batches()),
-                (f"random batches, padded to {args.max_length} tokens", _both(args.max_length)),
+                ("length-grouped batches, dynamic padding (engine)", {}),
+                ("random batches, dynamic padding", {"group_by_length": False}),
+                (
+                    f"random batches, padded to {args.max_length} tokens",
+                    {"group_by_length": False, "padding": "max_length"},
+                ),
             ]
             tiny_validation = validation[:16]  # evaluated once, after the timed steps
-            for name, patch in variants:
+            for name, switches in variants:
                 print(f"batching variant: {name}")
-                with patch:
-                    _, _, clock = engine_run(
-                        backbone,
-                        train,
-                        tiny_validation,
-                        {**params, "max_steps": args.ablation_steps, "eval_every": 10**6},
-                        folder / "ablation",
-                        args.threads,
-                    )
+                _, _, clock = engine_run(
+                    backbone,
+                    train,
+                    tiny_validation,
+                    {**params, **switches, "max_steps": args.ablation_steps, "eval_every": 10**6},
+                    folder / "ablation",
+                    args.threads,
+                )
                 ablations.append((name, steady_rate(clock, result.params["batch_size"])))
 
     print_report(args, train, validation, test, runs, ablations)
-
-
-@contextlib.contextmanager
-def _both(max_length: int) -> Iterator[None]:
-    with random_batches(), fixed_padding(max_length):
-        yield
 
 
 def print_report(args, train, validation, test, runs, ablations) -> None:

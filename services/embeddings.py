@@ -96,9 +96,7 @@ class Embedder:
         return f"Embedder({self.model_path!r}, dimension={self.dimension}, device={self._device_setting!r})"
 
     # -- public API ------------------------------------------------------------------------
-    def encode(
-        self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool = False
-    ) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool = False) -> np.ndarray:
         """Vectors of ``texts`` in their order: (n, dimension) float32, unit length."""
         texts = _check_texts(texts)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
@@ -169,9 +167,7 @@ class Embedder:
                 for text, vector in zip(chunk, vectors, strict=True):
                     out[positions[text]] = vector
                 if self._cache is not None:
-                    self._cache.put_many(
-                        (keys[text], vector) for text, vector in zip(chunk, vectors, strict=True)
-                    )
+                    self._cache.put_many((keys[text], vector) for text, vector in zip(chunk, vectors, strict=True))
 
     def _embed(self, texts: list[str], batch_size: int, progress: Any) -> np.ndarray:
         """Tokenise once, run length-sorted batches with just enough padding, restore the order."""
@@ -211,11 +207,7 @@ class Embedder:
     def _max_tokens(self, tokenizer: Any) -> int:
         """The configured max_length, never beyond what the model's position embeddings allow."""
         limit = getattr(tokenizer, "model_max_length", None)
-        return (
-            min(self.max_length, limit)
-            if isinstance(limit, int) and 0 < limit < 1_000_000
-            else self.max_length
-        )
+        return min(self.max_length, limit) if isinstance(limit, int) and 0 < limit < 1_000_000 else self.max_length
 
     def _load(self) -> tuple[Any, Any, torch.device]:
         if self._loaded is None:
@@ -241,9 +233,7 @@ def resolve_model_folder(model_path: str, local_files_only: bool) -> Path:
         config_file = cached_file(model_path, "config.json", local_files_only=local_files_only)
     except OSError as exc:
         hint = " (downloads are off: set allow_downloads = true)" if local_files_only else ""
-        raise ModelError(
-            f"cannot find model '{model_path}'{hint}: {' '.join(str(exc).split())[:200]}"
-        ) from None
+        raise ModelError(f"cannot find model '{model_path}'{hint}: {' '.join(str(exc).split())[:200]}") from None
     if config_file is None:
         raise ModelError(f"model '{model_path}' has no config.json")
     return Path(config_file).parent
@@ -258,9 +248,7 @@ def read_dimension(folder: Path) -> int:
     for key in DIMENSION_KEYS:
         if isinstance(config.get(key), int):
             return config[key]
-    raise ModelError(
-        f"{folder}: config.json has no hidden size ({', '.join(DIMENSION_KEYS)}); is it a text encoder?"
-    )
+    raise ModelError(f"{folder}: config.json has no hidden size ({', '.join(DIMENSION_KEYS)}); is it a text encoder?")
 
 
 def model_identity(folder: Path) -> str:
@@ -286,9 +274,7 @@ def resolve_device(setting: str) -> torch.device:
     return device
 
 
-def load_encoder(
-    folder: Path, device_setting: str, local_files_only: bool = True
-) -> tuple[Any, Any, torch.device]:
+def load_encoder(folder: Path, device_setting: str, local_files_only: bool = True) -> tuple[Any, Any, torch.device]:
     """Fast tokenizer and encoder in eval mode on the resolved device."""
     from transformers import AutoModel, AutoTokenizer
 
@@ -365,9 +351,7 @@ class VectorCache:
                 for start in range(0, len(keys), self.LOOKUP_CHUNK):
                     chunk = keys[start : start + self.LOOKUP_CHUNK]
                     marks = ",".join("?" * len(chunk))
-                    rows = self._conn.execute(
-                        f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk
-                    )
+                    rows = self._conn.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk)
                     for key, blob in rows:
                         if len(blob) == 4 * dimension:
                             found[key] = np.frombuffer(blob, dtype=np.float32)

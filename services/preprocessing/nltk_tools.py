@@ -18,18 +18,14 @@ def _stemmer(algorithm: str, language: str) -> Any:
         return PorterStemmer()
     if algorithm == "snowball":
         if language not in SnowballStemmer.languages:
-            raise ValueError(
-                f"snowball has no '{language}' stemmer (known: {', '.join(SnowballStemmer.languages)})"
-            )
+            raise ValueError(f"snowball has no '{language}' stemmer (known: {', '.join(SnowballStemmer.languages)})")
         return SnowballStemmer(language)
     if algorithm == "lancaster":
         return LancasterStemmer()
     raise ValueError(f"unknown stemming algorithm {algorithm!r} (porter, snowball, lancaster)")
 
 
-def stem(
-    tokens: Iterable[str], algorithm: StemAlgorithm = "porter", *, language: str = "english"
-) -> list[str]:
+def stem(tokens: Iterable[str], algorithm: StemAlgorithm = "porter", *, language: str = "english") -> list[str]:
     """Stem each token; ``language`` applies to snowball only. Stems are lowercase."""
     stemmer = _stemmer(algorithm, language)
     return [stemmer.stem(token) for token in tokens]

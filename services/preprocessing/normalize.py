@@ -41,9 +41,7 @@ def normalize_text(
     single spaces. Lowercasing comes before masking so the masks keep their case.
     """
     if unicode_form is not None and unicode_form not in UNICODE_FORMS:
-        raise ValueError(
-            f"unicode_form must be one of {', '.join(UNICODE_FORMS)} or None, not {unicode_form!r}"
-        )
+        raise ValueError(f"unicode_form must be one of {', '.join(UNICODE_FORMS)} or None, not {unicode_form!r}")
     if strip_html:
         text = html_to_text(text)
     if unicode_form is not None:

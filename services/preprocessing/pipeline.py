@@ -114,18 +114,13 @@ class Preprocessor:
     # -- processing ----------------------------------------------------------------------
     def pipe(self, texts: Iterable[str], batch_size: int | None = None) -> Iterator[Doc]:
         """Process texts in batches (``nlp.pipe``), in order."""
-        return self.nlp.pipe(
-            texts, batch_size=batch_size or self.config.batch_size, n_process=self.config.n_process
-        )
+        return self.nlp.pipe(texts, batch_size=batch_size or self.config.batch_size, n_process=self.config.n_process)
 
     def entities(self, texts: Sequence[str]) -> list[list[Entity]]:
         """The entities of each text, with character offsets."""
         _require_sequence_of_texts(texts)
         return [
-            [
-                Entity(ent.text, ent.label_, ent.start_char, ent.end_char, ent.ent_id_ or None)
-                for ent in doc.ents
-            ]
+            [Entity(ent.text, ent.label_, ent.start_char, ent.end_char, ent.ent_id_ or None) for ent in doc.ents]
             for doc in self.pipe(texts)
         ]
 
@@ -151,9 +146,7 @@ def load_pipeline(name: str) -> tuple[Language, str]:
     lang = _language_of(name)
     if name not in _warned_missing:
         _warned_missing.add(name)
-        log.warning(
-            "spaCy model '%s' is not installed: using a blank '%s' pipeline (no NER, no parser)", name, lang
-        )
+        log.warning("spaCy model '%s' is not installed: using a blank '%s' pipeline (no NER, no parser)", name, lang)
     return blank_pipeline(lang), f"blank:{lang}"
 
 
@@ -194,9 +187,7 @@ def validate_pattern(index: int, pattern: Any) -> dict[str, Any]:
     if not (isinstance(body, str) and body) and not (
         isinstance(body, list) and body and all(isinstance(token, dict) for token in body)
     ):
-        raise PluginError(
-            f"entity pattern #{index} needs 'pattern' (a phrase or a list of token dicts): {pattern!r}"
-        )
+        raise PluginError(f"entity pattern #{index} needs 'pattern' (a phrase or a list of token dicts): {pattern!r}")
     return dict(pattern)
 
 
@@ -204,9 +195,7 @@ def add_entity_ruler(nlp: Language, patterns: list[dict[str, Any]]) -> None:
     """One ruler for all plugin patterns, before ``ner`` so the statistical model keeps their spans."""
     name = "entity_ruler" if "entity_ruler" not in nlp.component_names else "suite_entity_ruler"
     placement = {"before": "ner"} if "ner" in nlp.component_names else {}
-    ruler = nlp.add_pipe(
-        "entity_ruler", name=name, config={"overwrite_ents": True, "validate": True}, **placement
-    )
+    ruler = nlp.add_pipe("entity_ruler", name=name, config={"overwrite_ents": True, "validate": True}, **placement)
     try:
         # Phrase patterns only need the tokenizer: without this every earlier component runs on each one.
         with nlp.select_pipes(enable=[name]):

@@ -118,8 +118,10 @@ class AdvisoryLock:
         conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
             key = self._lock_key(conn)
-            conn.execute(text("SELECT set_config('application_name', :name, false)"),
-                         {"name": f"suite-scheduler {owner_label()}"[:63]})
+            conn.execute(
+                text("SELECT set_config('application_name', :name, false)"),
+                {"name": f"suite-scheduler {owner_label()}"[:63]},
+            )
             taken = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
         except BaseException:
             conn.close()

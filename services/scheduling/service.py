@@ -121,9 +121,7 @@ class SchedulerService:
         self._idle = threading.Condition()
 
     @classmethod
-    def from_context(
-        cls, ctx: SuiteContext, *, record_failures: bool = True, **kwargs: Any
-    ) -> SchedulerService:
+    def from_context(cls, ctx: SuiteContext, *, record_failures: bool = True, **kwargs: Any) -> SchedulerService:
         """The scheduler for the enabled plugins' jobs, with their failures recorded on ``ctx.plugins``."""
         jobs = []
         for plugin, job in ctx.plugins.collect("suite_scheduled_jobs", ctx=ctx):
@@ -145,8 +143,10 @@ class SchedulerService:
                 raise TypeError(f"suite_scheduled_jobs returned {type(spec).__name__}, not a JobSpec")
             if spec.name in self.specs:
                 first = self.specs[spec.name].plugin or "?"
-                raise ValueError(f"job '{spec.name}' is declared twice (by {first} and {plugin}); "
-                                 "prefix job names with the plugin's name")
+                raise ValueError(
+                    f"job '{spec.name}' is declared twice (by {first} and {plugin}); "
+                    "prefix job names with the plugin's name"
+                )
             build_trigger(spec, self.timezone)
         except (TypeError, ValueError) as exc:
             log.error("plugin %s: job left out: %s", plugin, one_line(exc))
@@ -193,16 +193,18 @@ class SchedulerService:
         rows = []
         for name, spec in self.specs.items():
             run = last.get(name)
-            rows.append({
-                "name": name,
-                "plugin": spec.plugin,
-                "description": spec.description,
-                "trigger": spec.describe_trigger(),
-                "next_run_time": next_runs.get(name),
-                "last_status": run.status if run else None,
-                "last_run_at": run.started_at if run else None,
-                "last_error": run.error if run else None,
-            })
+            rows.append(
+                {
+                    "name": name,
+                    "plugin": spec.plugin,
+                    "description": spec.description,
+                    "trigger": spec.describe_trigger(),
+                    "next_run_time": next_runs.get(name),
+                    "last_status": run.status if run else None,
+                    "last_run_at": run.started_at if run else None,
+                    "last_error": run.error if run else None,
+                }
+            )
         return rows
 
     def next_run_times(self) -> dict[str, datetime | None]:
@@ -214,7 +216,8 @@ class SchedulerService:
             rows = conn.execute(select(table.c.id, table.c.next_run_time)).all()
         return {
             row.id: datetime.fromtimestamp(row.next_run_time, timezone.utc).astimezone(self.timezone)
-            if row.next_run_time is not None else None
+            if row.next_run_time is not None
+            else None
             for row in rows
         }
 
@@ -344,8 +347,7 @@ class SchedulerService:
         return BackgroundScheduler(
             jobstores={"default": store},
             executors={"default": _JobThreadExecutor()},
-            job_defaults={"misfire_grace_time": self.config.misfire_grace_time,
-                          "coalesce": self.config.coalesce},
+            job_defaults={"misfire_grace_time": self.config.misfire_grace_time, "coalesce": self.config.coalesce},
             timezone=self.timezone,
         )
 

@@ -22,12 +22,14 @@ class LengthGroupedBatches:
 
     Every epoch's plan depends only on ``(seed, epoch)``, so an interrupted run that
     resumes at step ``k`` of an epoch sees exactly the batches it would have seen.
+    ``grouped=False`` gives plain shuffled batches (what most training loops do).
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int) -> None:
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, *, grouped: bool = True) -> None:
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.batch_size = batch_size
         self.seed = seed
+        self.grouped = grouped
         self._cache: tuple[int, list[np.ndarray]] | None = None
 
     def __len__(self) -> int:
@@ -42,6 +44,8 @@ class LengthGroupedBatches:
     def _plan(self, epoch: int) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(len(self.lengths))
+        if not self.grouped:
+            return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         window = self.batch_size * MEGABATCH_BATCHES
         batches = []
         for start in range(0, len(order), window):
@@ -58,14 +62,14 @@ def length_sorted_chunks(lengths: Sequence[int], batch_size: int) -> list[np.nda
 
 
 def pad_batch(
-    sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
+    sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu", *, pad_to: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``input_ids`` padded to the longest sequence and its attention mask.
+    """``input_ids`` padded to the longest sequence (or to ``pad_to``) and its attention mask.
 
     The mask is ``None`` when nothing is padded (one sequence, or equal lengths): the
     model then skips building and applying it, which is the same computation, faster.
     """
-    longest = max(len(sequence) for sequence in sequences)
+    longest = max(max(len(sequence) for sequence in sequences), pad_to or 0)
     ids = np.full((len(sequences), longest), pad_id, dtype=np.int64)
     mask = np.zeros((len(sequences), longest), dtype=np.int64)
     for row, sequence in enumerate(sequences):

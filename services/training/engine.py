@@ -65,6 +65,8 @@ class TrainParams(BaseModel):
     )
     similarity_scale: float | None = Field(None, gt=0, description="bi-encoder: cosine similarity x scale = logits")
     symmetric_loss: bool | None = Field(None, description="bi-encoder: also rank queries for each positive")
+    group_by_length: bool | None = Field(None, description="False: plain shuffled batches (slower on a CPU)")
+    padding: Literal["longest", "max_length"] | None = Field(None, description="'max_length': fixed-size batches")
 
     @classmethod
     def coerce(cls, params: TrainParams | dict[str, Any] | None) -> TrainParams:
@@ -101,6 +103,8 @@ class ResolvedParams:
     head_lr_multiplier: float
     similarity_scale: float
     symmetric_loss: bool
+    group_by_length: bool = True
+    padding: str = "longest"
 
 
 @dataclass
@@ -150,6 +154,8 @@ class TrainingEngine:
             "head_lr_multiplier": cfg.head_lr_multiplier,
             "similarity_scale": cfg.similarity_scale,
             "symmetric_loss": cfg.symmetric_loss,
+            "group_by_length": cfg.group_by_length,
+            "padding": cfg.padding,
         }
         values = {name: given[name] if given.get(name) is not None else defaults.get(name) for name in given}
         if values["early_stopping_patience"] == 0:

@@ -60,7 +60,7 @@ class TrainingRun:
         self.device = device
         self.progress = progress
         self.callback = callback
-        self.plan = LengthGroupedBatches(task.lengths, params.batch_size, params.seed)
+        self.plan = LengthGroupedBatches(task.lengths, params.batch_size, params.seed, grouped=params.group_by_length)
         self.steps_per_epoch = len(self.plan)
         # A small data set still gets min_steps steps: a handful cannot train a new head.
         total = max(1, math.ceil(params.epochs * self.steps_per_epoch), params.min_steps)

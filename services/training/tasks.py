@@ -35,6 +35,7 @@ class ClassificationTask:
         self.labels = labels
         self.pad_id = tokenizer.pad_token_id or 0
         self.eval_batch_size = max(64, 2 * params.batch_size)
+        self.pad_to = params.max_length if params.padding == "max_length" else None
         label_ids = {label: i for i, label in enumerate(labels)}
         self.ids = tokenize_texts(tokenizer, [row.text for row in train], params.max_length)
         self.targets = np.array([label_ids[row.label] for row in train], dtype=np.int64)
@@ -50,7 +51,7 @@ class ClassificationTask:
         return self.val_ids is not None
 
     def loss(self, batch: np.ndarray) -> torch.Tensor:
-        input_ids, mask = pad_batch([self.ids[i] for i in batch], self.pad_id, self.device)
+        input_ids, mask = pad_batch([self.ids[i] for i in batch], self.pad_id, self.device, pad_to=self.pad_to)
         logits = self.model(input_ids=input_ids, attention_mask=mask).logits
         return F.cross_entropy(logits, torch.from_numpy(self.targets[batch]).to(self.device))
 
@@ -85,6 +86,7 @@ class BiencoderTask:
         self.eval_batch_size = max(64, 2 * params.batch_size)
         self.tokenizer = tokenizer
         self.max_length = params.max_length
+        self.pad_to = params.max_length if params.padding == "max_length" else None
         self.query_ids = tokenize_texts(tokenizer, [pair.query for pair in pairs], params.max_length)
         self.positive_ids = tokenize_texts(tokenizer, [pair.positive for pair in pairs], params.max_length)
         # Identical texts inside a batch are not negatives of each other.
@@ -98,14 +100,14 @@ class BiencoderTask:
     def has_validation(self) -> bool:
         return self.validation is not None
 
-    def _embed(self, sequences: list[list[int]]) -> torch.Tensor:
-        input_ids, mask = pad_batch(sequences, self.pad_id, self.device)
+    def _embed(self, sequences: list[list[int]], pad_to: int | None = None) -> torch.Tensor:
+        input_ids, mask = pad_batch(sequences, self.pad_id, self.device, pad_to=pad_to)
         hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
         return mean_pool(hidden, mask)
 
     def loss(self, batch: np.ndarray) -> torch.Tensor:
-        queries = self._embed([self.query_ids[i] for i in batch])
-        positives = self._embed([self.positive_ids[i] for i in batch])
+        queries = self._embed([self.query_ids[i] for i in batch], self.pad_to)
+        positives = self._embed([self.positive_ids[i] for i in batch], self.pad_to)
         scores = queries @ positives.T * self.scale
         q_keys = torch.from_numpy(self.query_keys[batch])
         p_keys = torch.from_numpy(self.positive_keys[batch])

@@ -110,8 +110,9 @@ def build(ctx: SuiteContext) -> typer.Typer:
         if not runs:
             console.print(f"no runs of {name} recorded" if name else "no job runs recorded")
             return
-        table = Table("run", "job", "plugin", "trigger", f"started ({zone})", "seconds", "status", "error",
-                      box=box.SIMPLE_HEAD)
+        table = Table(
+            "run", "job", "plugin", "trigger", f"started ({zone})", "seconds", "status", "error", box=box.SIMPLE_HEAD
+        )
         for run in runs:
             seconds = run.duration_seconds
             table.add_row(

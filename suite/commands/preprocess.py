@@ -50,9 +50,7 @@ def build(ctx: SuiteContext) -> typer.Typer:
     def normalize_command(
         text: str = typer.Argument(..., help=TEXT_HELP),
         mask_urls: bool = typer.Option(False, "--mask-urls", help="replace URLs with <URL>"),
-        mask_emails: bool = typer.Option(
-            False, "--mask-emails", help="replace e-mail addresses with <EMAIL>"
-        ),
+        mask_emails: bool = typer.Option(False, "--mask-emails", help="replace e-mail addresses with <EMAIL>"),
         mask_numbers: bool = typer.Option(False, "--mask-numbers", help="replace numbers with <NUM>"),
         lowercase: bool = typer.Option(False, "--lowercase"),
         keep_html: bool = typer.Option(False, "--keep-html", help="do not strip HTML tags"),
@@ -65,9 +63,7 @@ def build(ctx: SuiteContext) -> typer.Typer:
 
         form = None if unicode_form.lower() == "none" else unicode_form.upper()
         if form is not None and form not in UNICODE_FORMS:
-            raise typer.BadParameter(
-                f"must be one of {', '.join(UNICODE_FORMS)} or none", param_hint="--unicode-form"
-            )
+            raise typer.BadParameter(f"must be one of {', '.join(UNICODE_FORMS)} or none", param_hint="--unicode-form")
         typer.echo(
             normalize_text(
                 read_text(text),

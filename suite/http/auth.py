@@ -77,18 +77,12 @@ class ApiKeyAuth:
         if any(not key.get_secret_value().strip() for key in http.api_keys):
             raise ConfigError("http.api_keys: an API key is empty")
         if self.required and not self._digests:
-            why = (
-                "http.auth is 'on'"
-                if http.auth == "on"
-                else f"http.host {http.host} is not a loopback address"
-            )
+            why = "http.auth is 'on'" if http.auth == "on" else f"http.host {http.host} is not a loopback address"
             raise ConfigError(
                 f"authentication is required ({why}) but http.api_keys is empty: "
                 'set SUITE_HTTP__API_KEYS=\'["<key>"]\' or http.auth = "off"'
             )
-        short = [
-            index for index, key in enumerate(http.api_keys) if len(key.get_secret_value()) < MIN_KEY_LENGTH
-        ]
+        short = [index for index, key in enumerate(http.api_keys) if len(key.get_secret_value()) < MIN_KEY_LENGTH]
         if short:
             log.warning("API key(s) %s are shorter than %d characters", short, MIN_KEY_LENGTH)
 

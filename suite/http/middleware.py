@@ -51,9 +51,7 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
             if response_started:  # too late for an error body; the server closes the connection
-                log.exception(
-                    "request %s %s %s failed mid-response", request_id, scope["method"], scope["path"]
-                )
+                log.exception("request %s %s %s failed mid-response", request_id, scope["method"], scope["path"])
                 return
             if isinstance(exc, HTTPException):  # raised outside the exception handlers' reach
                 response = error_response(

@@ -213,9 +213,7 @@ def _check_model(ctx: SuiteContext, plugin: str, task: str, verified: set[tuple[
 def _check_plugins(ctx: SuiteContext) -> Check:
     """Plugins that failed to load or in a hook: reported, but not a reason to stop traffic."""
     problems = [f"{info.name}: {info.error}" for info in ctx.plugins.broken()]
-    problems += [
-        f"{failure.plugin} failed in {failure.hook}: {failure.error}" for failure in ctx.plugins.failures
-    ]
+    problems += [f"{failure.plugin} failed in {failure.hook}: {failure.error}" for failure in ctx.plugins.failures]
     if not problems:
         return Check(ok=True, detail=f"{len(ctx.plugins.names)} plugins loaded", required=False)
     return Check(ok=False, detail=redact_paths("; ".join(problems)), required=False)

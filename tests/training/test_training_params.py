@@ -43,3 +43,21 @@ def test_pad_batch_pads_to_the_longest_and_skips_the_mask_when_nothing_is_padded
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     ids, mask = pad_batch([[5, 6], [7, 8]], pad_id=0)
     assert mask is None and ids.shape == (2, 2)
+
+
+def test_batching_switches_default_from_config_and_turn_grouping_and_dynamic_padding_off():
+    engine = TrainingEngine(TrainingConfig(padding="max_length"))
+    resolved = engine.resolve_params({"group_by_length": False})
+    assert resolved.group_by_length is False and resolved.padding == "max_length"
+    assert TrainingEngine(TrainingConfig()).resolve_params(None).group_by_length is True
+    with pytest.raises(ConfigError, match="padding"):
+        engine.resolve_params({"padding": "shortest"})
+
+    lengths = np.random.default_rng(0).integers(1, 60, size=1000)
+    plain = LengthGroupedBatches(lengths, batch_size=16, seed=1, grouped=False).epoch(0)
+    assert sorted(np.concatenate(plain).tolist()) == list(range(1000))
+    grouped = LengthGroupedBatches(lengths, batch_size=16, seed=1).epoch(0)
+    assert sum(len(b) * lengths[b].max() for b in plain) > 1.3 * sum(len(b) * lengths[b].max() for b in grouped)
+
+    ids, mask = pad_batch([[5, 6], [7, 8]], pad_id=0, pad_to=4)
+    assert ids.tolist() == [[5, 6, 0, 0], [7, 8, 0, 0]] and mask.tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]]
