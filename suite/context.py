@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from suite.config import Settings, load_settings, validate_plugin_options
-from suite.errors import ConfigError, NotFoundError
+from suite.errors import ConfigError, NotFoundError, PluginError
 from suite.plugins import PluginHost
 
 if TYPE_CHECKING:
@@ -140,8 +140,16 @@ class SuiteContext:
     @cached_property
     def preprocessor(self) -> Preprocessor:
         from services.preprocessing import Preprocessor
+        from services.preprocessing.pipeline import validate_pattern
 
-        patterns = [pattern for _, pattern in self.plugins.collect("suite_entity_patterns", ctx=self)]
+        patterns: list[dict[str, Any]] = []
+        counts: dict[str, int] = {}
+        for plugin, pattern in self.plugins.collect("suite_entity_patterns", ctx=self):
+            counts[plugin] = counts.get(plugin, 0) + 1
+            try:
+                patterns.append(validate_pattern(counts[plugin], pattern))
+            except PluginError as exc:  # name the culprit: the message alone points at no plugin
+                raise PluginError(f"plugin '{plugin}': {exc}") from None
         return Preprocessor(
             self.settings.preprocessing,
             patterns=patterns,

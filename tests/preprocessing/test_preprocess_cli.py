@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from suite.cli import build_app
 from suite.config import PreprocessingConfig, Settings
 from suite.context import SuiteContext
-from suite.errors import ConfigError
+from suite.errors import ConfigError, PluginError
 
 
 class BankingPatterns:
@@ -102,3 +102,18 @@ def test_bad_disable_setting_is_a_config_error(tmp_path: Path) -> None:
     app = make_app(tmp_path, preprocessing=PreprocessingConfig(disable=["nerd"]))
     result = runner.invoke(app, ["preprocess", "info"])
     assert result.exit_code != 0 and isinstance(result.exception, ConfigError)
+
+
+class BrokenPatterns:
+    @staticmethod
+    def suite_entity_patterns(ctx: SuiteContext) -> list[dict]:
+        return [{"label": "OK", "pattern": "fine"}, {"pattern": "no label"}]
+
+
+def test_a_malformed_pattern_is_a_one_line_error_naming_its_plugin(tmp_path: Path) -> None:
+    ctx = SuiteContext(Settings(data_dir=tmp_path))
+    assert ctx.plugins.register(BrokenPatterns(), "broken-patterns")
+    result = runner.invoke(build_app(ctx), ["preprocess", "entities", "some text"])
+    # The CLI's entry point prints a PluginError as one line (tested in subprocesses elsewhere).
+    assert isinstance(result.exception, PluginError)
+    assert str(result.exception).startswith("plugin 'broken-patterns': entity pattern #2 has no 'label'")
