@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -99,7 +99,8 @@ def _item_out(item: Item) -> ItemOut:
         description=item.description,
         tags=item.tags,
         metadata=item.metadata,
-        created_at=item.created_at,
+        # Stored as naive UTC; say so, as RFC 3339 date-times (the schema's format) must.
+        created_at=item.created_at.replace(tzinfo=timezone.utc) if item.created_at else None,
     )
 
 
