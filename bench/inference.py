@@ -4,7 +4,8 @@ Both load the same fine-tuned folder and classify the same texts (the Financial
 PhraseBank test split by default) on the CPU; each batch size runs on both sides back to
 back. Reported: documents per second for whole-list calls at each batch size, the
 latency of one-document calls, how many predictions differ from the pipeline's, and
-the same for the int8 dynamically quantised TextClassifier with its accuracy change.
+the same for the TextClassifier on ONNX Runtime (``runtime="onnx"``, when ``suite[onnx]``
+is installed) and for the int8 dynamically quantised TextClassifier with its accuracy change.
 
 Without ``--model`` the script first fine-tunes one with the suite's engine on the
 training split (``--train-steps`` steps).
@@ -17,6 +18,7 @@ training split (``--train-steps`` steps).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import tempfile
 import time
@@ -50,6 +52,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--latency-docs", type=int, default=200, help="one-document calls timed on each side")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--no-quantized", action="store_true", help="skip the int8 TextClassifier")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime TextClassifier")
     add_thread_option(parser)
     return parser.parse_args()
 
@@ -117,6 +120,9 @@ def main() -> None:
             "TextClassifier": lambda t, b: [p.label for p in ours.predict(t, batch_size=b)],
             "pipeline": pipeline,
         }
+        if not args.no_onnx and importlib.util.find_spec("onnxruntime") is not None:
+            onnx = TextClassifier.from_pretrained(model_dir, device="cpu", max_length=args.max_length, runtime="onnx")
+            sides["TextClassifier onnx"] = lambda t, b: [p.label for p in onnx.predict(t, batch_size=b)]
         if not args.no_quantized:
             quantized = TextClassifier.from_pretrained(
                 model_dir, device="cpu", max_length=args.max_length, quantize=True
@@ -142,28 +148,23 @@ def main() -> None:
 
 def report(args, trained_note, texts, truth, batch_sizes, rates, predictions, latencies) -> None:
     names = list(rates)
+    ours = [name for name in names if name != "pipeline"]
     rows = [
         [
             f"docs/s, batch {b}",
             *[f"{rates[name][b]:.1f}" for name in names],
-            ratio(rates[names[0]][b], rates["pipeline"][b]),
+            *[ratio(rates[name][b], rates["pipeline"][b]) for name in ours],
         ]
         for b in batch_sizes
     ]
-    rows.append(
-        [
-            "one-document call, median ms",
-            *[f"{statistics.median(latencies[name]) * 1000:.1f}" for name in names],
-            ratio(statistics.median(latencies["pipeline"]), statistics.median(latencies[names[0]])),
-        ]
-    )
-    rows.append(
-        [
-            "one-document call, p95 ms",
-            *[f"{percentile(latencies[name], 95) * 1000:.1f}" for name in names],
-            ratio(percentile(latencies["pipeline"], 95), percentile(latencies[names[0]], 95)),
-        ]
-    )
+    for label, measure in (("median", statistics.median), ("p95", lambda values: percentile(values, 95))):
+        rows.append(
+            [
+                f"one-document call, {label} ms",
+                *[f"{measure(latencies[name]) * 1000:.1f}" for name in names],
+                *[ratio(measure(latencies["pipeline"]), measure(latencies[name])) for name in ours],
+            ]
+        )
     reference = predictions["pipeline"]
     mismatch_rows = []
     for name in names:
@@ -178,11 +179,11 @@ def report(args, trained_note, texts, truth, batch_sizes, rates, predictions, la
         f"{args.max_length} tokens on both sides; CPU. Each batch size runs on every side back to back "
         "(the order alternates); docs/s is for one call over the whole list with that batch size.",
         "",
-        table(["measure", *names, "TextClassifier / pipeline"], rows),
+        table(["measure", *names, *[f"{name} / pipeline" for name in ours]], rows),
         "",
         f"Latency: {len(latencies[names[0]])} one-document calls per side. "
         + "; ".join(f"{name}: {latency_summary(latencies[name])}" for name in names)
-        + ". (The last column of the latency rows is the speed-up, pipeline time / TextClassifier time.)",
+        + ". (In the latency rows the ratio columns are speed-ups: pipeline time / our time.)",
         "",
         f"Predictions that differ from the pipeline's ({len(texts)} texts):",
         "",

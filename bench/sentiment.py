@@ -11,7 +11,7 @@
    companies on the watchlist, published over the week before the run): ingest, score,
    link entities, index, aggregate and evaluate the alert rules, with each stage's time.
 4. Alerting: a 10-day stream, one document per company per hour, with the plugin's default
-   rules replayed hourly by ``Monitor.backfill``. From day 8 one company's documents turn
+   rules replayed hourly by ``Monitor.backfill``. From 09:00 on day 9 one company's documents turn
    mostly negative (and double in volume); reported: the delay from its first negative
    burst to its first alert, and alerts for the quiet companies (should be none).
 
@@ -369,9 +369,9 @@ def report(args, train, test, out: dict[str, Any]) -> None:
     body += [
         "",
         f"Alerting scenario: {s['documents']:,} documents over {args.days} days, {SCENARIO_COMPANIES} companies, one "
-        f"document each per hour; from {args.days - 2} days before the end (09:00) {target}'s volume doubles and "
-        f"{NEGATIVE_BURST_SHARE:.0%} of its documents are negative sentences. Rules: the plugin's defaults, "
-        f"replayed every hour by `Monitor.backfill` ({s['wall']:.1f} s).",
+        f"document each per hour; from 09:00 two days before the end (day {args.days - 1}) {target}'s volume "
+        f"doubles and {NEGATIVE_BURST_SHARE:.0%} of its documents are negative sentences."
+        f" Rules: the plugin's defaults, replayed every hour by `Monitor.backfill` ({s['wall']:.1f} s).",
         "",
         table(
             ["measure", "value"],

@@ -80,6 +80,9 @@ class TrainingConfig(Section):
     biencoder_learning_rate: float = Field(5e-5, gt=0, description="learning_rate of bi-encoder runs")
     similarity_scale: float = Field(20.0, gt=0, description="bi-encoder: cosine x scale = logits (1/temperature)")
     symmetric_loss: bool = Field(False, description="bi-encoder: also rank the queries for each positive")
+    inference_runtime: Literal["torch", "onnx"] = Field(
+        "torch", description="how saved classifiers run: 'onnx' is ONNX Runtime on the CPU (pip install 'suite[onnx]')"
+    )
     group_by_length: bool = Field(True, description="batches of similar lengths (False: plain shuffled batches)")
     padding: Literal["longest", "max_length"] = Field(
         "longest", description="pad each batch to its longest text, or every batch to max_length"

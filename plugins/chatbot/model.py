@@ -79,18 +79,20 @@ _models: dict[str, IntentModel] = {}
 _models_lock = threading.Lock()
 
 
-def load_version(version: ModelVersion, *, device: str = "auto", quantize: bool = False) -> IntentModel:
+def load_version(
+    version: ModelVersion, *, device: str = "auto", quantize: bool = False, runtime: str = "torch"
+) -> IntentModel:
     """The model of ``version``, cached by its folder so a newly activated version is picked up."""
     from services.training import TextClassifier
 
-    key = f"{version.path}|{device}|{quantize}"
+    key = f"{version.path}|{device}|{quantize}|{runtime}"
     with _models_lock:
         cached = _models.get(key)
         if cached is None:
             # Truncate as in training: the card records the run's max_length.
             max_length = int(version.card.hyperparameters.get("max_length") or 128)
             classifier = TextClassifier.from_pretrained(
-                version.path, device=device, max_length=max_length, quantize=quantize
+                version.path, device=device, max_length=max_length, quantize=quantize, runtime=runtime
             )
             cached = IntentModel(version, classifier, Calibration.load(version.path))
             _models.clear()  # one intent model per process: older versions are not needed
@@ -114,5 +116,7 @@ class ActiveIntentModel:
             self._checked_at = now
         if self._version is None:
             raise ModelError(NO_MODEL)
-        device = "cpu" if self.quantize else self.ctx.settings.training.device
-        return load_version(self._version, device=device, quantize=self.quantize)
+        training = self.ctx.settings.training
+        runtime = "torch" if self.quantize else training.inference_runtime  # int8 is a torch model
+        device = "cpu" if self.quantize else training.device
+        return load_version(self._version, device=device, quantize=self.quantize, runtime=runtime)

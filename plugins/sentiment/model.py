@@ -206,14 +206,18 @@ def load_classifier(ctx: SuiteContext, task: str = SENTIMENT_TASK, *, required: 
             return None
         raise ModelError(f"no {task} model yet: run `suite sentiment train` (or `suite train sentiment`)")
     options = _options(ctx)
-    key = f"{Path(version.path).resolve()}|{ctx.settings.training.device}|{options.max_length}"
+    training = ctx.settings.training
+    key = f"{Path(version.path).resolve()}|{training.device}|{options.max_length}|{training.inference_runtime}"
     with _cache_lock:
         classifier = _cache.get(key)
         if classifier is None:
             from services.training import TextClassifier
 
             classifier = TextClassifier.from_pretrained(
-                version.path, device=ctx.settings.training.device, max_length=options.max_length
+                version.path,
+                device=training.device,
+                max_length=options.max_length,
+                runtime=training.inference_runtime,
             )
             if task == SENTIMENT_TASK and not {"negative", "positive"} <= set(classifier.labels):
                 raise ModelError(f"{version.ref}: labels {classifier.labels} lack negative/positive")

@@ -1,6 +1,7 @@
 """Fast inference on a saved classifier: no pipeline machinery, one tokenizer call per request,
 length-sorted batches padded to their own longest text, ``torch.inference_mode``, and for
-BERT-like encoders torch's fused transformer layers, which skip the padding altogether."""
+BERT-like encoders torch's fused transformer layers, which skip the padding altogether.
+``runtime="onnx"`` runs the same weights in ONNX Runtime instead (optional dependency)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,19 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
 from services.training.batching import length_sorted_chunks, pad_batch
 from services.training.engine import check_weights_format, resolve_device
-from suite.errors import ModelError, one_line
+from suite.errors import ConfigError, ModelError, one_line
 
 log = logging.getLogger(__name__)
+
+Runtime = Literal["torch", "onnx"]
+RUNTIMES: tuple[str, ...] = ("torch", "onnx")
 
 
 @dataclass(frozen=True)
@@ -37,8 +42,13 @@ class TextClassifier:
     ``max_length`` tokens), at a fraction of the cost per call.
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer, *, device: torch.device, max_length: int = 128) -> None:
+    def __init__(
+        self, model: torch.nn.Module, tokenizer, *, device: torch.device, max_length: int = 128, logits=None
+    ) -> None:
         self.model = model.eval()
+        # ``logits(input_ids, mask)``: another engine for the forward pass (ONNX Runtime); None is torch.
+        self._logits = logits
+        self.runtime: str = "torch" if logits is None else "onnx"
         self.tokenizer = tokenizer
         self.device = device
         self.max_length = max_length
@@ -51,13 +61,23 @@ class TextClassifier:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, device: str = "auto", max_length: int = 128, quantize: bool = False
+        cls,
+        path: str | Path,
+        *,
+        device: str = "auto",
+        max_length: int = 128,
+        quantize: bool = False,
+        runtime: Runtime = "torch",
     ) -> TextClassifier:
         """Load a classifier folder (safetensors only; never unpickles).
 
         ``quantize=True`` turns the linear layers into dynamic int8 ones (CPU only): about
         2-3x faster on small batches, predictions may differ on near ties.
+        ``runtime="onnx"`` exports the model in memory and runs it in ONNX Runtime (CPU
+        only; needs ``suite[onnx]``); its logits match torch's to float rounding.
         """
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"unknown inference runtime '{runtime}' (choose {', '.join(RUNTIMES)})")
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         folder = Path(path)
@@ -70,7 +90,7 @@ class TextClassifier:
             raise ModelError(f"{folder}/config.json: unreadable ({one_line(exc)})") from None
         if not config.get("id2label"):
             raise ModelError(f"{folder}: not a classifier (config.json has no id2label)")
-        target = resolve_device(device)
+        target = resolve_device("cpu" if runtime == "onnx" and device == "auto" else device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True, local_files_only=True)
             model = AutoModelForSequenceClassification.from_pretrained(
@@ -79,6 +99,12 @@ class TextClassifier:
         except Exception as exc:  # transformers raises many types for a broken folder
             raise ModelError(f"{folder}: cannot load classifier: {one_line(exc)}") from None
         model = model.to(target).eval()
+        if runtime == "onnx":
+            if target.type != "cpu" or quantize:
+                raise ConfigError("runtime 'onnx' runs on the CPU and without quantize")
+            from services.training.onnx_runtime import onnx_logits
+
+            return cls(model, tokenizer, device=target, max_length=max_length, logits=onnx_logits(model, tokenizer))
         if quantize:
             if target.type != "cpu":
                 raise ModelError("quantize=True runs on the CPU only")
@@ -106,9 +132,16 @@ class TextClassifier:
         with torch.inference_mode():
             for chunk in length_sorted_chunks([len(x) for x in ids], max(1, batch_size)):
                 input_ids, mask = pad_batch([ids[i] for i in chunk], self.pad_id, self.device)
-                logits = self.model(input_ids=input_ids, attention_mask=mask).logits
-                probabilities[chunk] = logits.float().softmax(dim=-1).cpu().numpy()
+                probabilities[chunk] = self._probabilities(input_ids, mask)
         return probabilities
+
+    def _probabilities(self, input_ids: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray:
+        if self._logits is not None:
+            logits = self._logits(input_ids, mask)
+            shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+            return shifted / shifted.sum(axis=1, keepdims=True)
+        logits = self.model(input_ids=input_ids, attention_mask=mask).logits
+        return logits.float().softmax(dim=-1).cpu().numpy()
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
         """The most likely label of each text, its probability, and every label's probability."""

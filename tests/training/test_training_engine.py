@@ -63,6 +63,20 @@ def test_quantized_classifier_agrees_on_the_training_texts(trained_classifier, i
     assert np.mean([a == b for a, b in zip(exact, quick, strict=True)]) >= 0.9
 
 
+def test_onnx_runtime_gives_the_torch_probabilities_at_every_batch_size(trained_classifier, intent_rows):
+    texts = [row.text for row in intent_rows] + UNSEEN
+    exact = TextClassifier.from_pretrained(trained_classifier.model_dir)
+    onnx = TextClassifier.from_pretrained(trained_classifier.model_dir, runtime="onnx")
+    assert onnx.runtime == "onnx" and exact.runtime == "torch"
+    for batch_size in (1, 8, 64):  # single texts have no mask; batches are padded
+        np.testing.assert_allclose(onnx.predict_proba(texts, batch_size), exact.predict_proba(texts), atol=1e-5)
+    assert [p.label for p in onnx.predict(texts)] == [p.label for p in exact.predict(texts)]
+    with pytest.raises(ConfigError, match="unknown inference runtime 'tensorrt'"):
+        TextClassifier.from_pretrained(trained_classifier.model_dir, runtime="tensorrt")
+    with pytest.raises(ConfigError, match="without quantize"):
+        TextClassifier.from_pretrained(trained_classifier.model_dir, runtime="onnx", quantize=True)
+
+
 def test_freeze_keeps_embeddings_and_lower_layers_unchanged(engine, backbone, intent_rows, tmp_path):
     result = engine.train_classifier(
         backbone,

@@ -229,3 +229,15 @@ def test_the_scheduled_job_runs_the_monitor(trained_context) -> None:
     [record] = Monitor(ctx).store.runs()
     assert record.trigger == "schedule" and record.counts["new"] == SAMPLE_DOCUMENTS
     assert [j for j in trained_context({"schedule_minutes": 0}).jobs() if j.plugin == "sentiment"] == []
+
+
+def test_the_onnx_inference_runtime_scores_as_torch_does(trained_context) -> None:
+    texts = ["Profit fell sharply and the outlook was cut.", "Sales rose 12% on strong demand.", "The AGM is in May."]
+    exact = score_texts(trained_context(), texts)
+    onnx_ctx = trained_context(training={"num_threads": 1, "device": "cpu", "inference_runtime": "onnx"})
+    onnx = score_texts(onnx_ctx, texts)
+    assert [b.label for b in onnx] == [a.label for a in exact]
+    assert [b.score for b in onnx] == pytest.approx([a.score for a in exact], abs=1e-5)
+    from plugins.sentiment.model import load_classifier
+
+    assert load_classifier(onnx_ctx).runtime == "onnx" and load_classifier(trained_context()).runtime == "torch"
