@@ -271,8 +271,8 @@ def print_report(args, train, validation, test, runs, ablations) -> None:
         body += [
             "",
             f"Batching (the engine's loop, {args.ablation_steps} steps of batch {engine['batch']} each, steady-state "
-            "rate without model loading or evaluation; the engine has no switch for these, the benchmark swaps "
-            "the batch planner and the padding function for the run):",
+            "rate without model loading or evaluation; each variant is the engine with its `group_by_length` "
+            "and `padding` switches set as named):",
             "",
             table(
                 ["variant", "examples/s", "engine / variant"],

@@ -36,6 +36,11 @@ class WindowStats:
     mean_score: float | None = None
     negative_share: float | None = None
     positive_share: float | None = None
+    score_std: float | None = None  # spread of the documents' scores, for significance tests
+
+    @property
+    def negatives(self) -> int:
+        return round((self.negative_share or 0.0) * self.volume)
 
     def to_dict(self) -> dict:
         return {
@@ -43,6 +48,7 @@ class WindowStats:
             "end": self.end.isoformat(),
             "volume": self.volume,
             "mean_score": self.mean_score,
+            "score_std": self.score_std,
             "negative_share": self.negative_share,
             "positive_share": self.positive_share,
         }
@@ -111,16 +117,19 @@ def in_window(doc: ScoredDocument, start: datetime, end: datetime) -> bool:
 def window_stats(docs: Iterable[ScoredDocument], start: datetime, end: datetime) -> WindowStats:
     """Volume, mean score and label shares of the documents in ``(start, end]``."""
     volume = negatives = positives = 0
-    total = 0.0
+    total = squares = 0.0
     for doc in docs:
         if start < doc.published_at <= end:
             volume += 1
             total += doc.score
+            squares += doc.score * doc.score
             negatives += doc.label == NEGATIVE
             positives += doc.label == POSITIVE
     if not volume:
         return WindowStats(start, end)
-    return WindowStats(start, end, volume, total / volume, negatives / volume, positives / volume)
+    mean = total / volume
+    std = math.sqrt(max(0.0, squares / volume - mean * mean))
+    return WindowStats(start, end, volume, mean, negatives / volume, positives / volume, std)
 
 
 def bucket_series(
@@ -138,11 +147,19 @@ def bucket_series(
 
 
 def compare(
-    docs: Sequence[ScoredDocument], subject: Subject, now: datetime, current: timedelta, baseline: timedelta
+    docs: Sequence[ScoredDocument],
+    subject: Subject,
+    now: datetime,
+    current: timedelta,
+    baseline: timedelta,
+    observed_since: datetime | None = None,
 ) -> Comparison:
     """``subject`` in ``(now - current, now]`` against ``(now - current - baseline, now - current]``.
 
-    The baseline is also cut into windows as long as the current one, for z-scores.
+    The baseline is also cut into windows as long as the current one, for z-scores. Windows
+    that start before ``observed_since`` (when monitoring began) are left out of that series:
+    they are empty because nobody was looking, not because nothing was said, and counting them
+    would make every subject's volume "spike" during the first baseline period.
     """
     mine = [doc for doc in docs if subject.matches(doc)]
     current_start = now - current
@@ -153,7 +170,11 @@ def compare(
         now=now,
         current=window_stats(in_current, current_start, now),
         baseline=window_stats(mine, baseline_start, current_start),
-        baseline_series=tuple(bucket_series(mine, baseline_start, current_start, current)),
+        baseline_series=tuple(
+            window
+            for window in bucket_series(mine, baseline_start, current_start, current)
+            if observed_since is None or window.start >= observed_since
+        ),
         documents=in_current,
     )
 

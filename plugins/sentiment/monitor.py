@@ -288,9 +288,10 @@ class Monitor:
         cooldowns = {rule.name: timedelta(minutes=rule.cooldown_minutes) for rule in rules}
         fired_here: dict[str, datetime] = {}
         raised: list[AlertRecord] = []
+        since = self.store.first_published_at()
         for now in points:
             visible = docs[bisect.bisect_right(stamps, now - span) : bisect.bisect_right(stamps, now)]
-            candidates = self._candidates(rules, visible, topics, now)
+            candidates = self._candidates(rules, visible, topics, now, since)
             if not candidates:
                 continue
             last = {**self.store.last_alert_times(c.key for c in candidates), **fired_here}
@@ -303,7 +304,12 @@ class Monitor:
         return raised
 
     def _candidates(
-        self, rules: Sequence[Any], docs: Sequence[ScoredDocument], topics: Sequence[str], now: datetime
+        self,
+        rules: Sequence[Any],
+        docs: Sequence[ScoredDocument],
+        topics: Sequence[str],
+        now: datetime,
+        observed_since: datetime | None,
     ) -> list[AlertCandidate]:
         windows = self.options.windows
         comparisons: dict[Subject, Comparison] = {}
@@ -311,7 +317,9 @@ class Monitor:
         for rule in rules:
             for subject in rule_subjects(rule, self.linker.names, topics):
                 if subject not in comparisons:
-                    comparisons[subject] = compare(docs, subject, now, windows.current, windows.baseline)
+                    comparisons[subject] = compare(
+                        docs, subject, now, windows.current, windows.baseline, observed_since
+                    )
                 candidate = evaluate(rule, comparisons[subject], self.options.evidence_documents)
                 if candidate:
                     candidates.append(candidate)
@@ -401,11 +409,12 @@ class Monitor:
         at = _aware(now) if now else datetime.now(UTC)
         windows = self.options.windows
         docs = self.store.scored_documents(at - windows.current - windows.baseline, at)
+        since = self.store.first_published_at()
         if by == "topic":
             subjects = [Subject(topic=t) for t in sorted({d.topic for d in docs if d.topic})]
         else:
             subjects = [Subject(entity=name) for name in self.linker.names]
-        return [compare(docs, subject, at, windows.current, windows.baseline) for subject in subjects]
+        return [compare(docs, subject, at, windows.current, windows.baseline, since) for subject in subjects]
 
     def topic_comparisons(self, entity: str, now: datetime | None = None) -> list[Comparison]:
         """One entity's current window against baseline, topic by topic."""
@@ -413,7 +422,8 @@ class Monitor:
         windows = self.options.windows
         docs = self.store.scored_documents(at - windows.current - windows.baseline, at, entity=entity)
         topics = sorted({d.topic for d in docs if d.topic})
-        return [compare(docs, Subject(entity, t), at, windows.current, windows.baseline) for t in topics]
+        since = self.store.first_published_at()
+        return [compare(docs, Subject(entity, t), at, windows.current, windows.baseline, since) for t in topics]
 
     def series(
         self, entity: str, *, start: datetime, end: datetime, bucket: timedelta | None = None

@@ -98,17 +98,29 @@ class ThresholdParams(Strict):
 
 
 class SpikeParams(Strict):
+    """``volume``: a z-score against the baseline's per-window volumes. ``negative_share``: how
+    surprising the current window's negatives are given the baseline's rate and the window's size
+    (a beta-binomial tail probability, expressed as the z-score of the same one-sided tail), so a
+    few documents cannot fake a spike."""
+
     metric: Literal["volume", "negative_share"] = "volume"
-    z: float = Field(3.0, gt=0, description="z-score against the baseline's per-window series")
+    z: float = Field(3.0, gt=0, description="how many standard deviations (or the same tail probability)")
     min_documents: int = Field(5, ge=1)
-    min_std: float | None = Field(None, gt=0, description="floor of the baseline spread (default: 1 doc or 0.1)")
+    min_std: float | None = Field(None, gt=0, description="volume only: floor of the baseline spread (1 document)")
     min_baseline_windows: int = Field(3, ge=1, description="baseline windows with documents needed")
+
+    @model_validator(mode="after")
+    def _min_std_for_volume(self) -> SpikeParams:
+        if self.min_std is not None and self.metric != "volume":
+            raise ValueError("min_std applies to the volume metric only")
+        return self
 
 
 class FlipParams(Strict):
     direction: Literal["any", "negative", "positive"] = "negative"
     min_magnitude: float = Field(0.2, gt=0, le=1, description="|mean score| needed on both sides of the flip")
     min_documents: int = Field(3, ge=1)
+    z: float = Field(3.0, ge=0, description="the change over its standard error (Welch), so noise is no flip")
 
 
 RULE_PARAMS: dict[str, type[Strict]] = {
@@ -195,7 +207,7 @@ def _default_rules() -> list[RuleConfig]:
             name="negative-spike",
             kind="spike",
             severity="critical",
-            params={"metric": "negative_share", "z": 2.5, "min_documents": 5},
+            params={"metric": "negative_share", "z": 3.0, "min_documents": 5},
         ),
         RuleConfig(
             name="turned-negative",

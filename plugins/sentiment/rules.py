@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from statistics import NormalDist
 from typing import Any
 
-from plugins.sentiment.aggregation import NEGATIVE, Comparison, ScoredDocument, Subject, zscore
+from scipy.stats import betabinom
+
+from plugins.sentiment.aggregation import NEGATIVE, Comparison, ScoredDocument, Subject, WindowStats, zscore
 from plugins.sentiment.options import FlipParams, RuleConfig, SpikeParams, ThresholdParams
+
+_NORMAL = NormalDist()
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,36 @@ def _latest(docs: Sequence[ScoredDocument], limit: int) -> tuple[ScoredDocument,
     return tuple(sorted(docs, key=lambda d: (d.published_at, d.id), reverse=True)[:limit])
 
 
+def negative_surprise(current: WindowStats, baseline: WindowStats) -> float:
+    """How surprising the current window's negatives are, as the z-score of the same upper tail.
+
+    The negative rate is uncertain too when the baseline is short: a Beta posterior from the
+    baseline's counts (uniform prior) makes the tail beta-binomial rather than binomial.
+    """
+    if not current.volume:
+        return 0.0
+    tail = betabinom.sf(
+        current.negatives - 1,
+        current.volume,
+        baseline.negatives + 1,
+        baseline.volume - baseline.negatives + 1,
+    )
+    return _tail_to_z(float(tail))
+
+
+def welch_z(current: WindowStats, baseline: WindowStats) -> float:
+    """Difference of the two windows' mean scores over its standard error (Welch's)."""
+    if current.mean_score is None or baseline.mean_score is None:
+        return 0.0
+    variance = (current.score_std or 0.0) ** 2 / current.volume + (baseline.score_std or 0.0) ** 2 / baseline.volume
+    difference = abs(current.mean_score - baseline.mean_score)
+    return difference / math.sqrt(variance) if variance > 0 else math.inf
+
+
+def _tail_to_z(tail: float) -> float:
+    return _NORMAL.inv_cdf(1.0 - min(max(tail, 1e-15), 0.5))
+
+
 def evaluate_threshold(
     rule: RuleConfig, params: ThresholdParams, comparison: Comparison, evidence: int = 5
 ) -> AlertCandidate | None:
@@ -91,15 +127,16 @@ def evaluate_spike(
         return None
     if params.metric == "volume":
         series = [float(w.volume) for w in comparison.baseline_series]
-        value, min_std = float(current.volume), params.min_std or 1.0
         history = sum(1 for w in comparison.baseline_series if w.volume)
     else:
         series = [w.negative_share for w in comparison.baseline_series if w.negative_share is not None]
-        value, min_std = current.negative_share or 0.0, params.min_std or 0.1
         history = len(series)
     if history < params.min_baseline_windows or not series:
         return None
-    z = zscore(value, series, min_std)
+    if params.metric == "volume":
+        z = zscore(float(current.volume), series, params.min_std or 1.0)
+    else:
+        z = negative_surprise(current, comparison.baseline)
     if z < params.z:
         return None
     subject = comparison.subject
@@ -144,6 +181,9 @@ def evaluate_flip(
         return None
     if (before > 0) == (after > 0):
         return None
+    z = welch_z(current, baseline)
+    if z < params.z:
+        return None
     direction = "negative" if after < 0 else "positive"
     if params.direction not in ("any", direction):
         return None
@@ -159,10 +199,10 @@ def evaluate_flip(
         message=(
             f"Mean sentiment of {subject.label} went from {before:+.2f} "
             f"({baseline.volume} documents, baseline) "
-            f"to {after:+.2f} ({current.volume} documents, last {window})."
+            f"to {after:+.2f} ({current.volume} documents, last {window}; z-score {z:.1f})."
         ),
         evidence=chosen,
-        data={"comparison": comparison.to_dict(), "params": params.model_dump(), "direction": direction},
+        data={"comparison": comparison.to_dict(), "params": params.model_dump(), "direction": direction, "z": z},
     )
 
 

@@ -386,6 +386,11 @@ class SentimentStore:
             entities = self._entities(conn, [doc_id]).get(doc_id, [])
         return _document_dict(row, entities)
 
+    def first_published_at(self) -> datetime | None:
+        """When the earliest scored document was published: where the monitored history begins."""
+        with self.engine.connect() as conn:
+            return conn.scalar(select(func.min(document_table.c.published_at)).where(document_table.c.status == SCORED))
+
     def scored_documents(self, start: datetime, end: datetime, entity: str | None = None) -> list[ScoredDocument]:
         """Scored documents published in ``(start, end]`` (optionally mentioning ``entity``)."""
         query = select(

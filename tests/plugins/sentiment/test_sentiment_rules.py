@@ -185,6 +185,64 @@ def test_flip_to_positive() -> None:
     assert all(doc.label == "positive" for doc in alert.evidence)
 
 
+def steady_company(docs: Docs, name: str, negative_every: int, hours: int = 7 * 24 + 6) -> None:
+    """One document an hour for ``hours`` hours, every ``negative_every``-th one negative."""
+    for hour in range(6, hours):
+        label = "negative" if hour % negative_every == 0 else "neutral"
+        docs.add(name, hour + 0.5, label)
+
+
+def test_negative_share_spike_is_judged_by_the_window_size_not_only_the_share() -> None:
+    """Half of 6 documents negative is ordinary noise for a 1-in-6 company; half of 30 is not."""
+    docs = Docs()
+    steady_company(docs, "Small", negative_every=6)
+    for hour, label in enumerate(["negative", "negative", "negative", "neutral", "neutral", "neutral"]):
+        docs.add("Small", hour + 0.5, label)
+    steady_company(docs, "Busy", negative_every=6)
+    for i in range(30):
+        docs.add("Busy", (i % 6) + 0.1 + i / 100, "negative" if i % 2 else "neutral")
+    spike = rule("spike", metric="negative_share", z=3.0, min_documents=5)
+    small = compare(docs.docs, Subject("Small"), NOW, CURRENT, BASELINE)
+    busy = compare(docs.docs, Subject("Busy"), NOW, CURRENT, BASELINE)
+    assert small.current.negative_share == busy.current.negative_share == pytest.approx(0.5)
+    assert evaluate(spike, small) is None
+    alert = evaluate(spike, busy)
+    assert alert is not None and alert.data["z"] > 3.0
+
+
+def test_flip_needs_a_change_beyond_the_noise_of_few_documents() -> None:
+    docs = Docs()
+    for hours in range(7, 60, 3):
+        docs.add("Acme", hours, "positive", score=0.6 if hours % 2 else 0.2)
+    for hours, score in ((1, -0.9), (2, 0.4), (3, -0.6), (4, 0.2)):  # mean -0.225, wide spread
+        docs.add("Acme", hours, "neutral", score=score)
+    noisy = compare(docs.docs, Subject("Acme"), NOW, CURRENT, BASELINE)
+    flip = rule("flip", direction="negative", min_magnitude=0.2, min_documents=4)
+    assert noisy.current.mean_score < -0.2 < 0.2 < noisy.baseline.mean_score
+    assert evaluate(flip, noisy) is None
+    for hours in (0.5, 1.5, 2.5, 3.5, 4.5):
+        docs.add("Acme", hours, "negative", score=-0.8)
+    clear = compare(docs.docs, Subject("Acme"), NOW, CURRENT, BASELINE)
+    alert = evaluate(flip, clear)
+    assert alert is not None and alert.data["z"] >= 3.0
+
+
+def test_windows_before_monitoring_began_are_not_an_empty_baseline() -> None:
+    """A company written about steadily since monitoring began a day ago has no volume spike."""
+    docs = Docs()
+    steady_company(docs, "Acme", negative_every=50, hours=24)
+    for hours in range(7):
+        docs.add("Acme", hours * 0.8 + 0.2, "neutral")
+    began = NOW - timedelta(hours=24)
+    spike = rule("spike", metric="volume", z=3.0, min_documents=5)
+    unaware = compare(docs.docs, Subject("Acme"), NOW, CURRENT, BASELINE)
+    aware = compare(docs.docs, Subject("Acme"), NOW, CURRENT, BASELINE, observed_since=began)
+    assert len(unaware.baseline_series) == 28 and len(aware.baseline_series) == 3
+    assert all(window.start >= began for window in aware.baseline_series)
+    assert evaluate(spike, unaware) is not None  # the bug this guards against
+    assert evaluate(spike, aware) is None
+
+
 def test_cool_down_suppresses_the_same_condition_until_it_expires(market: Docs) -> None:
     threshold = rule("threshold", negative_share=0.5, min_documents=5)
     candidate = evaluate(threshold, comparisons(market)["Acme"])
@@ -219,8 +277,10 @@ def test_options_report_unknown_rule_entities_and_validate_params() -> None:
     )
     [message] = options.unknown_rule_entities()
     assert "rule 'ghost': unknown entity 'Umbrella Corp'" in message and "Northwind Bank" in message
-    with pytest.raises(ValueError, match="params.z"):
-        RuleConfig(name="bad", kind="flip", params={"z": 3})
+    with pytest.raises(ValueError, match="params.ratio"):
+        RuleConfig(name="bad", kind="flip", params={"ratio": 3})
+    with pytest.raises(ValueError, match="min_std applies to the volume metric only"):
+        RuleConfig(name="bad", kind="spike", params={"metric": "negative_share", "min_std": 0.1})
     assert SentimentOptions.model_validate({"windows": {"current": "30m", "baseline": "2d"}}).windows.current == (
         timedelta(minutes=30)
     )

@@ -69,6 +69,7 @@ def test_insert_deduplicates_by_hash_url_and_external_id(store: SentimentStore) 
 
 def test_scores_are_written_once_and_only_for_pending_documents(store: SentimentStore) -> None:
     store.insert_documents([doc(n, hours_ago=n) for n in range(1, 6)])
+    assert store.first_published_at() is None  # nothing scored yet: no monitored history
     batch = store.pending(3)
     assert [d.title for d in batch] == ["Headline 1", "Headline 2", "Headline 3"]
     updates = [
@@ -84,6 +85,7 @@ def test_scores_are_written_once_and_only_for_pending_documents(store: Sentiment
     assert [d.title for d in scored] == ["Headline 3", "Headline 2", "Headline 1"]  # oldest first
     assert scored[0].entities == ("Acme",) and scored[0].topic == "legal" and scored[0].label == "negative"
     assert scored[0].published_at == NOW - timedelta(hours=3)  # time zones survive the round trip
+    assert store.first_published_at() == NOW - timedelta(hours=3)
     assert store.scored_documents(NOW - timedelta(days=1), NOW, entity="Globex") == []
     assert len(store.scored_documents(NOW - timedelta(hours=2, minutes=30), NOW, entity="Acme")) == 2
     detail = store.document(batch[0].id)
