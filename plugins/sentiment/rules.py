@@ -10,6 +10,7 @@ from statistics import NormalDist
 from typing import Any
 
 from scipy.stats import betabinom
+from scipy.stats import t as student_t
 
 from plugins.sentiment.aggregation import NEGATIVE, Comparison, ScoredDocument, Subject, WindowStats, zscore
 from plugins.sentiment.options import FlipParams, RuleConfig, SpikeParams, ThresholdParams
@@ -78,12 +79,24 @@ def negative_surprise(current: WindowStats, baseline: WindowStats) -> float:
 
 
 def welch_z(current: WindowStats, baseline: WindowStats) -> float:
-    """Difference of the two windows' mean scores over its standard error (Welch's)."""
-    if current.mean_score is None or baseline.mean_score is None:
+    """Welch's t for the two windows' mean scores, as the z-score of the same one-sided tail.
+
+    A handful of documents estimates its own spread badly, so the t distribution (with the
+    Welch-Satterthwaite degrees of freedom) rather than the normal judges the difference.
+    """
+    if current.mean_score is None or baseline.mean_score is None or min(current.volume, baseline.volume) < 2:
         return 0.0
-    variance = (current.score_std or 0.0) ** 2 / current.volume + (baseline.score_std or 0.0) ** 2 / baseline.volume
+    windows = (current, baseline)
+    parts = [_sample_variance(w) / w.volume for w in windows]
     difference = abs(current.mean_score - baseline.mean_score)
-    return difference / math.sqrt(variance) if variance > 0 else math.inf
+    if sum(parts) <= 0:
+        return math.inf if difference > 0 else 0.0
+    freedom = sum(parts) ** 2 / sum(part**2 / (w.volume - 1) for part, w in zip(parts, windows, strict=True))
+    return _tail_to_z(float(student_t.sf(difference / math.sqrt(sum(parts)), freedom)))
+
+
+def _sample_variance(window: WindowStats) -> float:
+    return (window.score_std or 0.0) ** 2 * window.volume / (window.volume - 1)
 
 
 def _tail_to_z(tail: float) -> float:
