@@ -360,27 +360,36 @@ class MemoryIndex:
             return []
         n = self.n_slots
         eligible = self.has_vector[:n] if mask is None else self.has_vector[:n] & mask
+        query = normalise(np.asarray(vector, dtype=np.float32))
+        if eligible.all():  # the common case: every row, no index arrays, no gather
+            return self._top(None, self.vectors[:n] @ query, k)
         slots = np.flatnonzero(eligible)
         if slots.size == 0:
             return []
-        query = normalise(np.asarray(vector, dtype=np.float32))
         # A selective filter scores only its rows; otherwise one matrix product beats a gather.
         selective = slots.size < n // 2
         scores = self.vectors[slots] @ query if selective else (self.vectors[:n] @ query)[slots]
         return self._top(slots, scores, k)
 
-    def _top(self, slots: np.ndarray, scores: np.ndarray, k: int) -> list[tuple[str, float]]:
-        """Best ``k`` by score; ties go to the smaller id, so slot order never shows."""
+    def _top(self, slots: np.ndarray | None, scores: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """Best ``k`` by score; ties go to the smaller id, so slot order never shows.
+
+        ``slots`` maps score positions to slots; ``None`` means position ``i`` is slot ``i``.
+        """
         ids = self.ids
+
+        def doc_id(position: int) -> str:
+            return ids[position if slots is None else slots[position]]
+
         if scores.size > k:
             kth = scores[np.argpartition(scores, scores.size - k)[scores.size - k]]
             above = np.flatnonzero(scores > kth)
             ties = np.flatnonzero(scores == kth)
-            chosen = list(above) + heapq.nsmallest(k - above.size, ties, key=lambda i: ids[slots[i]])
+            chosen = list(above) + heapq.nsmallest(k - above.size, ties, key=doc_id)
         else:
             chosen = range(scores.size)
-        ordered = sorted(chosen, key=lambda i: (-scores[i], ids[slots[i]]))
-        return [(ids[slots[i]], float(scores[i])) for i in ordered]
+        ordered = sorted(chosen, key=lambda i: (-scores[i], doc_id(i)))
+        return [(doc_id(i), float(scores[i])) for i in ordered]
 
 
 def _grow(array: np.ndarray, capacity: int) -> np.ndarray:
