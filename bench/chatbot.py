@@ -52,9 +52,12 @@ from bench.common import (
 ROUTES = ("right intent", "wrong intent", "clarify", "retrieval", "handoff", "refusal")
 
 
+ALL_RUNS = ("all", "per-intent", "oos")
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", default="all,per-intent,oos", help="which training runs, comma-separated")
+    parser.add_argument("--runs", default=",".join(ALL_RUNS), help="which training runs, comma-separated")
     parser.add_argument("--per-intent", type=int, default=10)
     parser.add_argument("--oos-intents", type=int, default=10, help="intents held out of the 'oos' run")
     parser.add_argument("--intents", type=int, default=None, help="use only N intents (smoke runs)")
@@ -281,7 +284,10 @@ def report(args, results: list[dict[str, Any]]) -> None:
             "thresholds, templates or retrieval, and it writes the conversation log). "
             + "; ".join(f"{name}: {latency_summary(v)}" for name, v in latency.items()),
         ]
-    write_results("Chatbot", command_line("bench.chatbot"), "\n".join(body))
+    # A partial run gets its own section, so it never replaces the full one.
+    runs = [run.strip() for run in args.runs.split(",") if run.strip()]
+    title = "Chatbot" if set(runs) == set(ALL_RUNS) else f"Chatbot {'+'.join(runs)}"
+    write_results(title, command_line("bench.chatbot"), "\n".join(body))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ SECTION_ORDER = [
     "embeddings.md",
     "search.md",
     "chatbot.md",
+    "chatbot_per-intent.md",
     "sentiment.md",
     "recommender.md",
     "http_load.md",

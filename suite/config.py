@@ -83,6 +83,11 @@ class TrainingConfig(Section):
     inference_runtime: Literal["torch", "onnx"] = Field(
         "torch", description="how saved classifiers run: 'onnx' is ONNX Runtime on the CPU (pip install 'suite[onnx]')"
     )
+    head_init: Literal["auto", "random", "centroids"] = Field(
+        "auto",
+        description="classifier head: 'centroids' starts it from the class means of the backbone's features "
+        "(helps few-shot data); 'auto' does that below 50 examples per label",
+    )
     group_by_length: bool = Field(True, description="batches of similar lengths (False: plain shuffled batches)")
     padding: Literal["longest", "max_length"] = Field(
         "longest", description="pad each batch to its longest text, or every batch to max_length"

@@ -65,6 +65,7 @@ class TrainParams(BaseModel):
     )
     similarity_scale: float | None = Field(None, gt=0, description="bi-encoder: cosine similarity x scale = logits")
     symmetric_loss: bool | None = Field(None, description="bi-encoder: also rank queries for each positive")
+    head_init: Literal["auto", "random", "centroids"] | None = Field(None, description="classifier head start")
     group_by_length: bool | None = Field(None, description="False: plain shuffled batches (slower on a CPU)")
     padding: Literal["longest", "max_length"] | None = Field(None, description="'max_length': fixed-size batches")
 
@@ -105,6 +106,7 @@ class ResolvedParams:
     symmetric_loss: bool
     group_by_length: bool = True
     padding: str = "longest"
+    head_init: str = "auto"
 
 
 @dataclass
@@ -156,6 +158,7 @@ class TrainingEngine:
             "symmetric_loss": cfg.symmetric_loss,
             "group_by_length": cfg.group_by_length,
             "padding": cfg.padding,
+            "head_init": cfg.head_init,
         }
         values = {name: given[name] if given.get(name) is not None else defaults.get(name) for name in given}
         if values["early_stopping_patience"] == 0:
@@ -201,6 +204,8 @@ class TrainingEngine:
                 ignore_mismatched_sizes=True,
             ).to(device)
             task = ClassificationTask(model, tokenizer, train, validation, labels, resolved, device)
+            if starts_from_centroids(resolved.head_init, len(train), len(labels)):
+                task.init_head_from_centroids()
             fingerprint = _run_fingerprint("classification", backbone, train, validation, resolved)
             outcome = TrainingRun(task, resolved, device, checkpoint_dir, fingerprint, progress, callback).run()
             _save_atomically(Path(output_dir), lambda folder: _save_classifier(model, tokenizer, folder))
@@ -305,6 +310,17 @@ class TrainingEngine:
 
 _CLASSIFICATION_METRICS = ("macro_f1", "accuracy", "precision", "recall")
 _RETRIEVAL_METRICS = ("mrr", "recall@1", "recall@10")
+
+
+# Below this many examples per label a random head costs most of the run ("auto" head_init).
+FEW_SHOT_EXAMPLES_PER_LABEL = 50
+
+
+def starts_from_centroids(head_init: str, examples: int, labels: int) -> bool:
+    """Whether a classification run imprints its head from class centroids."""
+    if head_init == "auto":
+        return examples < FEW_SHOT_EXAMPLES_PER_LABEL * labels
+    return head_init == "centroids"
 
 
 def resolve_device(name: str) -> torch.device:

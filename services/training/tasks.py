@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from services.training.batching import length_sorted_chunks, mean_pool, pad_batch
 from services.training.metrics import classification_metrics, retrieval_metrics
+from suite.errors import ModelError
 
 if TYPE_CHECKING:
     from services.training.engine import ResolvedParams
@@ -50,6 +51,44 @@ class ClassificationTask:
     def has_validation(self) -> bool:
         return self.val_ids is not None
 
+    def init_head_from_centroids(self, temperature: float = 2.0) -> None:
+        """Start the output layer as a nearest-centroid classifier of its own input features.
+
+        A random head costs a few-shot run most of its steps; with weights "imprinted" from
+        the class means of the features the backbone already produces, training starts from
+        a sensible classifier. The architecture and the saved artifact do not change.
+        ``temperature``: the initial logits per unit of cosine. Of 2, 5 and 10, 2 did best on
+        BANKING77 with 10 examples per intent (`bench.chatbot`: 0.829, 0.820, 0.749).
+        """
+        head = _output_layer(self.model, len(self.labels))
+        features: list[torch.Tensor] = []
+        hook = head.register_forward_hook(lambda _m, inputs, _out: features.append(inputs[0].detach().float()))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for chunk in length_sorted_chunks(self.lengths, self.eval_batch_size):
+                    input_ids, mask = pad_batch([self.ids[i] for i in chunk], self.pad_id, self.device)
+                    self.model(input_ids=input_ids, attention_mask=mask)
+        finally:
+            hook.remove()
+            self.model.train(was_training)
+        order = np.concatenate(length_sorted_chunks(self.lengths, self.eval_batch_size))
+        x = torch.empty(len(order), features[0].shape[-1], device=features[0].device)
+        x[torch.from_numpy(order).to(x.device)] = torch.cat(features)
+        targets = torch.from_numpy(self.targets).to(x.device)
+        center = x.mean(dim=0)
+        scale = temperature / (x - center).norm(dim=1).mean().clamp_min(1e-6)
+        with torch.no_grad():
+            for label in range(len(self.labels)):
+                members = x[targets == label]
+                if len(members) == 0:
+                    continue
+                direction = F.normalize(members.mean(dim=0) - center, dim=0) * scale
+                head.weight[label] = direction.to(head.weight.dtype)
+                if head.bias is not None:
+                    head.bias[label] = -(direction @ center).to(head.bias.dtype)
+
     def loss(self, batch: np.ndarray) -> torch.Tensor:
         input_ids, mask = pad_batch([self.ids[i] for i in batch], self.pad_id, self.device, pad_to=self.pad_to)
         logits = self.model(input_ids=input_ids, attention_mask=mask).logits
@@ -67,6 +106,14 @@ class ClassificationTask:
                 input_ids, mask = pad_batch([ids[i] for i in chunk], self.pad_id, self.device)
                 predicted[chunk] = self.model(input_ids=input_ids, attention_mask=mask).logits.argmax(-1).cpu().numpy()
         return classification_metrics(targets, predicted, self.labels)
+
+
+def _output_layer(model: torch.nn.Module, num_labels: int) -> torch.nn.Linear:
+    """The classifier's last linear layer (the one that produces the logits)."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == num_labels]
+    if not layers:
+        raise ModelError(f"{type(model).__name__}: no output layer with {num_labels} outputs")
+    return layers[-1]
 
 
 class BiencoderTask:

@@ -310,3 +310,23 @@ def test_biencoder_learns_its_pairs_and_saves_a_plain_automodel(engine, backbone
         pytest.skip("services.embeddings.Embedder is not available yet")
     vectors = Embedder(str(result.model_dir), cache_dir=None).encode([q for q, _ in PAIRS])
     assert np.allclose(vectors, embed(str(result.model_dir), [q for q, _ in PAIRS]), atol=1e-5)
+
+
+def test_a_head_imprinted_from_class_centroids_classifies_before_any_training_step(backbone, intent_rows):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from services.training import TrainingEngine
+    from services.training.tasks import ClassificationTask
+    from suite.config import TrainingConfig
+
+    torch.manual_seed(0)
+    labels = sorted({row.label for row in intent_rows})
+    tokenizer = AutoTokenizer.from_pretrained(backbone)
+    model = AutoModelForSequenceClassification.from_pretrained(backbone, num_labels=3, use_safetensors=True).eval()
+    params = TrainingEngine(TrainingConfig()).resolve_params({"max_steps": 1})
+    task = ClassificationTask(model, tokenizer, intent_rows, None, labels, params, torch.device("cpu"))
+    untrained = task.evaluate(on_train=True)["accuracy"]
+    head = model.classifier.weight.detach().clone()
+    task.init_head_from_centroids()
+    assert not torch.equal(head, model.classifier.weight)
+    assert untrained < 0.7 and task.evaluate(on_train=True)["accuracy"] > 0.9  # chance: 1/3

@@ -61,3 +61,17 @@ def test_batching_switches_default_from_config_and_turn_grouping_and_dynamic_pad
 
     ids, mask = pad_batch([[5, 6], [7, 8]], pad_id=0, pad_to=4)
     assert ids.tolist() == [[5, 6, 0, 0], [7, 8, 0, 0]] and mask.tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]]
+
+
+def test_head_init_auto_imprints_only_few_shot_runs():
+    from services.training.engine import starts_from_centroids
+
+    assert TrainingEngine(TrainingConfig()).resolve_params(None).head_init == "auto"
+    assert TrainingEngine(TrainingConfig(head_init="random")).resolve_params(None).head_init == "random"
+    assert TrainingEngine(TrainingConfig()).resolve_params({"head_init": "centroids"}).head_init == "centroids"
+    assert starts_from_centroids("auto", examples=770, labels=77)  # 10 per label
+    assert not starts_from_centroids("auto", examples=10_000, labels=77)
+    assert starts_from_centroids("centroids", examples=10_000, labels=77)
+    assert not starts_from_centroids("random", examples=10, labels=5)
+    with pytest.raises(ValueError, match="head_init"):
+        TrainingConfig(head_init="zeros")
