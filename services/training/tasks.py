@@ -61,21 +61,7 @@ class ClassificationTask:
         BANKING77 with 10 examples per intent (`bench.chatbot`: 0.829, 0.820, 0.749).
         """
         head = _output_layer(self.model, len(self.labels))
-        features: list[torch.Tensor] = []
-        hook = head.register_forward_hook(lambda _m, inputs, _out: features.append(inputs[0].detach().float()))
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                for chunk in length_sorted_chunks(self.lengths, self.eval_batch_size):
-                    input_ids, mask = pad_batch([self.ids[i] for i in chunk], self.pad_id, self.device)
-                    self.model(input_ids=input_ids, attention_mask=mask)
-        finally:
-            hook.remove()
-            self.model.train(was_training)
-        order = np.concatenate(length_sorted_chunks(self.lengths, self.eval_batch_size))
-        x = torch.empty(len(order), features[0].shape[-1], device=features[0].device)
-        x[torch.from_numpy(order).to(x.device)] = torch.cat(features)
+        x = self._head_inputs(head)
         targets = torch.from_numpy(self.targets).to(x.device)
         center = x.mean(dim=0)
         scale = temperature / (x - center).norm(dim=1).mean().clamp_min(1e-6)
@@ -88,6 +74,26 @@ class ClassificationTask:
                 head.weight[label] = direction.to(head.weight.dtype)
                 if head.bias is not None:
                     head.bias[label] = -(direction @ center).to(head.bias.dtype)
+
+    def _head_inputs(self, head: torch.nn.Linear) -> torch.Tensor:
+        """The features ``head`` receives for every training example, in example order."""
+        chunks = length_sorted_chunks(self.lengths, self.eval_batch_size)
+        features: list[torch.Tensor] = []
+        hook = head.register_forward_hook(lambda _m, inputs, _out: features.append(inputs[0].detach().float()))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for chunk in chunks:
+                    input_ids, mask = pad_batch([self.ids[i] for i in chunk], self.pad_id, self.device)
+                    self.model(input_ids=input_ids, attention_mask=mask)
+        finally:
+            hook.remove()
+            self.model.train(was_training)
+        stacked = torch.cat(features)
+        ordered = torch.empty_like(stacked)
+        ordered[torch.from_numpy(np.concatenate(chunks)).to(stacked.device)] = stacked
+        return ordered
 
     def loss(self, batch: np.ndarray) -> torch.Tensor:
         input_ids, mask = pad_batch([self.ids[i] for i in batch], self.pad_id, self.device, pad_to=self.pad_to)
