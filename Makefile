@@ -36,6 +36,7 @@ test: install $(VENV)/.examples browser
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean-venv:
 	rm -rf $(VENV)

@@ -46,8 +46,14 @@ def make_alert(**changes) -> Alert:
 
 def email_config(port: int, **changes) -> EmailSinkConfig:
     return EmailSinkConfig(
-        **{"host": "127.0.0.1", "port": port, "sender": "suite@example.org",
-           "recipients": ["ops@example.org", "desk@example.org"], "timeout": 5, **changes}
+        **{
+            "host": "127.0.0.1",
+            "port": port,
+            "sender": "suite@example.org",
+            "recipients": ["ops@example.org", "desk@example.org"],
+            "timeout": 5,
+            **changes,
+        }
     )
 
 

@@ -46,7 +46,7 @@ def test_config_show_prints_the_effective_config(isolated_suite_env: Path) -> No
     ("config", "expected"),
     [
         ("x = [", "not valid TOML"),
-        ('[plugins.nosuch]\nenabled = true\n', "unknown plugin 'nosuch'"),
+        ("[plugins.nosuch]\nenabled = true\n", "unknown plugin 'nosuch'"),
         ("[http]\nport = 99999\n", "invalid setting 'http.port'"),
     ],
 )

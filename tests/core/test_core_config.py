@@ -21,7 +21,7 @@ def test_defaults_need_no_server(isolated_suite_env: Path) -> None:
 
 
 def test_file_then_environment_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = write(tmp_path / "suite.toml", '[training]\nepochs = 7\nbatch_size = 8\n[search]\nrrf_k = 10\n')
+    config = write(tmp_path / "suite.toml", "[training]\nepochs = 7\nbatch_size = 8\n[search]\nrrf_k = 10\n")
     monkeypatch.setenv("SUITE_TRAINING__BATCH_SIZE", "16")
     settings = load_settings(config)
     assert settings.training.epochs == 7  # from the file

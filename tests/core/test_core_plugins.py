@@ -46,9 +46,7 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             """,
             "broken_import": "raise RuntimeError('boom at import')\n",
             "unknown_hook": "def suite_make_coffee(ctx):\n    return 'coffee'\n",
-            "bad_signature": (
-                "from suite import hookimpl\n\n@hookimpl\ndef suite_startup(ctx, extra):\n    pass\n"
-            ),
+            "bad_signature": ("from suite import hookimpl\n\n@hookimpl\ndef suite_startup(ctx, extra):\n    pass\n"),
         },
         {
             "good": "good_plugin",

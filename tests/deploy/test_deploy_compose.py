@@ -118,10 +118,7 @@ def test_only_existing_settings_are_set(compose):
 
 @pytest.mark.parametrize("service", SUITE_SERVICES)
 def test_the_environment_and_config_file_make_valid_settings(compose, env_example, service, monkeypatch):
-    env = {
-        key: interpolate(value, env_example)
-        for key, value in environment(compose["services"][service]).items()
-    }
+    env = {key: interpolate(value, env_example) for key, value in environment(compose["services"][service]).items()}
     assert env[CONFIG_ENV] == "/etc/suite/suite.toml"
     mounted = [v for v in compose["services"][service]["volumes"] if v.endswith(":/etc/suite/suite.toml:ro")]
     assert mounted == ["./suite.compose.toml:/etc/suite/suite.toml:ro"]

@@ -114,9 +114,7 @@ def test_two_processes_share_one_cache_file(tmp_path: Path) -> None:
     path = tmp_path / CACHE_FILE
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     writers = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(path), tag], env=env, stderr=subprocess.PIPE, text=True
-        )
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), tag], env=env, stderr=subprocess.PIPE, text=True)
         for tag in ("a", "b")
     ]
     for writer in writers:

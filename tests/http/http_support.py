@@ -69,5 +69,3 @@ class DemoPlugin:
 
 def auth(key: str = KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-

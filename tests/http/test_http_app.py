@@ -69,9 +69,7 @@ def test_a_failing_plugin_hook_is_recorded_and_the_app_still_starts(make_client)
             router.routes[0].response_model = object()  # makes the OpenAPI schema fail to build
             return router
 
-    client = make_client(
-        extra_plugins={"raises": Raises(), "notarouter": NotARouter(), "broken": BrokenSchema()}
-    )
+    client = make_client(extra_plugins={"raises": Raises(), "notarouter": NotARouter(), "broken": BrokenSchema()})
     assert client.get("/api/demo/items/1").status_code == 200
     assert client.get("/openapi.json").status_code == 200
     assert client.get("/api/broken/x").status_code == 404
@@ -225,9 +223,7 @@ def test_ready_is_200_when_every_check_passes(make_client):
 def test_ready_reports_untrained_models(make_client):
     class Trains:
         def suite_training_tasks(self, ctx):
-            return [
-                TrainingTask("trains", "intent", "classification", "an untrained task", run=lambda c, o: None)
-            ]
+            return [TrainingTask("trains", "intent", "classification", "an untrained task", run=lambda c, o: None)]
 
     response = make_client(extra_plugins={"trains": Trains()}).get("/ready")
     assert response.status_code == 503

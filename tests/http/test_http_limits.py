@@ -31,9 +31,7 @@ def test_a_2mb_body_is_413(make_client):
 
 def test_a_chunked_body_is_stopped_once_past_the_limit(make_client):
     client = make_client(max_body_bytes=100_000)
-    response = client.post(
-        "/api/demo/count", content=chunks(2_000_000), headers={"content-type": "application/json"}
-    )
+    response = client.post("/api/demo/count", content=chunks(2_000_000), headers={"content-type": "application/json"})
     assert response.status_code == 413
     assert response.json()["error"]["type"] == "too_large"
 

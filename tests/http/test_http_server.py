@@ -98,9 +98,7 @@ def test_suite_serve_with_two_workers(tmp_path):
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("SUITE_")}
     process = subprocess.Popen(
-        suite_command(
-            "--config", str(quiet_config(tmp_path)), "serve", "--port", str(port), "--workers", "2"
-        ),
+        suite_command("--config", str(quiet_config(tmp_path)), "serve", "--port", str(port), "--workers", "2"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

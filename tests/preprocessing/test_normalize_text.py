@@ -47,8 +47,7 @@ def test_urls_emails_and_numbers_are_masked_on_request() -> None:
     )
     masked = normalize_text(text, mask_urls=True, mask_emails=True, mask_numbers=True)
     assert masked == (
-        "Mail <EMAIL> or see <URL>. Also <URL>, (<URL>). "
-        "It costs $<NUM>, <NUM>% or <NUM> on <NUM>-<NUM>-<NUM>."
+        "Mail <EMAIL> or see <URL>. Also <URL>, (<URL>). It costs $<NUM>, <NUM>% or <NUM> on <NUM>-<NUM>-<NUM>."
     )
     assert normalize_text(text) == " ".join(text.split())  # nothing masked by default
 

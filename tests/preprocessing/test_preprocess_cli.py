@@ -66,9 +66,7 @@ def test_entities_reads_stdin(app) -> None:
 
 def test_normalize_with_masks(app) -> None:
     text = "<p>Email me@x.org about https://x.org/fees &amp; the 1,234.56 fee</p>"
-    result = runner.invoke(
-        app, ["preprocess", "normalize", text, "--mask-urls", "--mask-emails", "--mask-numbers"]
-    )
+    result = runner.invoke(app, ["preprocess", "normalize", text, "--mask-urls", "--mask-emails", "--mask-numbers"])
     assert result.exit_code == 0, result.output
     assert result.output == "Email <EMAIL> about <URL> & the <NUM> fee\n"
     bad = runner.invoke(app, ["preprocess", "normalize", "x", "--unicode-form", "NFX"])

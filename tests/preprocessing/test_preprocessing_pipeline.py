@@ -129,9 +129,7 @@ def test_bad_entity_patterns_fail_with_one_line(pattern: object) -> None:
 
 def test_blank_fallback_when_the_model_is_not_installed(caplog: pytest.LogCaptureFixture) -> None:
     missing = f"en_core_web_missing_{uuid.uuid4().hex[:8]}"
-    config = PreprocessingConfig(
-        spacy_model=missing, disable=["ner"]
-    )  # names of the real model are tolerated
+    config = PreprocessingConfig(spacy_model=missing, disable=["ner"])  # names of the real model are tolerated
     with caplog.at_level(logging.WARNING, logger="services.preprocessing.pipeline"):
         first = Preprocessor(config, patterns=[{"label": "BANK", "pattern": "Acme Corp", "id": "acme"}])
         second = Preprocessor(config)

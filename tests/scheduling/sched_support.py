@@ -26,9 +26,7 @@ class JobsPlugin:
 
 
 def make_context(data_dir: Path, store_url: str, jobs: list[JobSpec], plugin: str = "tester") -> SuiteContext:
-    settings = Settings(
-        data_dir=data_dir, scheduler={"jobstore_url": store_url, "standby_poll_seconds": POLL_SECONDS}
-    )
+    settings = Settings(data_dir=data_dir, scheduler={"jobstore_url": store_url, "standby_poll_seconds": POLL_SECONDS})
     ctx = SuiteContext(settings)
     assert ctx.plugins.register(JobsPlugin(jobs), plugin)
     return ctx

@@ -128,7 +128,11 @@ def test_scheduler_run_stands_by_takes_over_and_stops_on_sigterm(tmp_path):
     try:
         busy = subprocess.run(
             [sys.executable, "-m", "suite.cli", "scheduler", "run", "--no-standby"],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert busy.returncode == 1, busy.stderr
         assert busy.stderr.strip().startswith("error: another scheduler holds the lock")
