@@ -92,6 +92,12 @@ class TrainingConfig(Section):
     padding: Literal["longest", "max_length"] = Field(
         "longest", description="pad each batch to its longest text, or every batch to max_length"
     )
+    pooling: Literal["auto", "model", "mean"] = Field(
+        "auto",
+        description="what a classifier's head reads: 'model' is the architecture's own head (BERT: the [CLS] "
+        "pooler), 'mean' the mean of the token vectors; 'auto' is 'mean' for a sentence-transformers backbone "
+        "trained with mean pooling (the default all-MiniLM-L6-v2), else 'model'",
+    )
 
 
 class SchedulerConfig(Section):

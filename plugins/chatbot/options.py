@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +34,12 @@ class ChatbotOptions(BaseModel):
     max_length: int = Field(64, ge=8)
     max_steps: int | None = Field(None, ge=1)
     validation_fraction: float = Field(0.2, gt=0, lt=1)
+    refit: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="after calibrating, train once more on every example (the held-out ones too) for as many "
+        "epochs as the first run found best; 'auto': below 50 examples per intent, where the held-out share "
+        "is a big loss",
+    )
 
     # -- calibration: None means "use the value calibrated on validation data" ----------
     target_precision: float = Field(0.9, gt=0, le=1, description="precision of answered intents on validation")

@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,6 +68,7 @@ class TrainParams(BaseModel):
     head_init: Literal["auto", "random", "centroids"] | None = Field(None, description="classifier head start")
     group_by_length: bool | None = Field(None, description="False: plain shuffled batches (slower on a CPU)")
     padding: Literal["longest", "max_length"] | None = Field(None, description="'max_length': fixed-size batches")
+    pooling: Literal["auto", "model", "mean"] | None = Field(None, description="classifier: head on [CLS] or the mean")
 
     @classmethod
     def coerce(cls, params: TrainParams | dict[str, Any] | None) -> TrainParams:
@@ -107,6 +108,7 @@ class ResolvedParams:
     group_by_length: bool = True
     padding: str = "longest"
     head_init: str = "auto"
+    pooling: str = "auto"
 
 
 @dataclass
@@ -159,6 +161,7 @@ class TrainingEngine:
             "group_by_length": cfg.group_by_length,
             "padding": cfg.padding,
             "head_init": cfg.head_init,
+            "pooling": cfg.pooling,
         }
         values = {name: given[name] if given.get(name) is not None else defaults.get(name) for name in given}
         if values["early_stopping_patience"] == 0:
@@ -189,14 +192,17 @@ class TrainingEngine:
         text-classification pipeline and :class:`TextClassifier`. With ``checkpoint_dir``
         the run checkpoints as it goes, and calling again with the same folder resumes.
         """
+        from services.training.pooling import resolve_pooling
+
         labels = check_classification_data(train, validation)
         resolved = self.resolve_params(params, "classification")
+        resolved = replace(resolved, pooling=resolve_pooling(resolved.pooling, backbone))
         started = time.perf_counter()
         with self._runtime(resolved) as device:
             tokenizer = self._load_tokenizer(backbone)
             model = self._load_model(
                 backbone,
-                "classification",
+                "mean-pooled" if resolved.pooling == "mean" else "classification",
                 num_labels=len(labels),
                 id2label=dict(enumerate(labels)),
                 label2id={label: i for i, label in enumerate(labels)},
@@ -273,9 +279,16 @@ class TrainingEngine:
     def _load_model(self, backbone: str, kind: str, **kwargs: Any) -> torch.nn.Module:
         from transformers import AutoModel, AutoModelForSequenceClassification
 
-        factory = AutoModelForSequenceClassification if kind == "classification" else AutoModel
+        from services.training.pooling import MeanPooledForSequenceClassification, register_auto_classes
+
+        register_auto_classes()  # a mean-pooled classifier may be the backbone of another run
+        factories = {"classification": AutoModelForSequenceClassification, "biencoder": AutoModel}
         try:
-            return factory.from_pretrained(
+            if kind == "mean-pooled":
+                return MeanPooledForSequenceClassification.from_backbone(
+                    backbone, use_safetensors=True, **pretrained_kwargs(self.allow_downloads), **kwargs
+                )
+            return factories[kind].from_pretrained(
                 backbone, use_safetensors=True, **pretrained_kwargs(self.allow_downloads), **kwargs
             )
         except (OSError, ValueError, RuntimeError) as exc:

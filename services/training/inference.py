@@ -80,6 +80,9 @@ class TextClassifier:
             raise ConfigError(f"unknown inference runtime '{runtime}' (choose {', '.join(RUNTIMES)})")
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from services.training.pooling import register_auto_classes
+
+        register_auto_classes()
         folder = Path(path)
         if not (folder / "config.json").is_file():
             raise ModelError(f"{folder}: not a model folder (no config.json)")
@@ -234,8 +237,8 @@ def _padding_from_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
 
 def use_fused_encoder(model: torch.nn.Module, tokenizer) -> bool:
     """Swap in :class:`FusedEncoder` when the model qualifies and a probe gives the same logits."""
-    config = model.config
     base = getattr(model, "base_model", None)
+    config = getattr(base, "config", model.config)  # a mean-pooled classifier: its encoder's config
     original = getattr(base, "encoder", None)
     if (
         config.model_type not in FUSABLE_MODEL_TYPES

@@ -95,3 +95,23 @@ def test_calibration_round_trips_through_its_file(tmp_path):
     calibration.save(tmp_path)
     assert Calibration.load(tmp_path) == calibration
     assert Calibration.load(tmp_path / "missing") is None
+
+
+def test_refit_only_where_holding_out_costs_much():
+    from plugins.chatbot.training import refits
+    from services.training import LabeledText
+
+    few = [LabeledText(f"message {i}", f"intent {i % 3}") for i in range(30)]  # 10 per intent
+    many = [LabeledText(f"message {i}", f"intent {i % 3}") for i in range(300)]  # 100 per intent
+    assert refits("auto", few, few[:6]) and not refits("auto", many, many[:60])
+    assert refits("always", many, many[:60]) and not refits("never", few, few[:6])
+    assert not refits("always", few, [])  # nothing was held out: the first run already saw everything
+
+
+def test_refit_trains_as_many_epochs_as_the_first_run_found_best():
+    from plugins.chatbot.training import refit_params
+
+    first = {"epochs": 8.0, "batch_size": 16, "learning_rate": 1e-4}
+    params = refit_params(first, {"best_step": 120, "steps": 160}, first_examples=320)  # 20 steps an epoch
+    assert params == {**first, "epochs": 6.0, "min_steps": 0, "early_stopping_patience": 0}
+    assert refit_params(first, {"steps": 40}, first_examples=310)["epochs"] == 2.0  # no validation: every step
