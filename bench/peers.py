@@ -132,10 +132,17 @@ def hf_finetune(
 
 
 def hf_pipeline(model_dir: str | Path, max_length: int = 128):
-    """``transformers.pipeline("text-classification")`` on the CPU, truncating as the suite does."""
+    """``transformers.pipeline("text-classification")`` on the CPU, truncating as the suite does.
+
+    A mean-pooled classifier (the engine's default on a sentence-encoder backbone) is a
+    ``transformers`` model class of the suite's, registered with the Auto classes first.
+    """
     import transformers
     from transformers import pipeline
 
+    from services.training.pooling import register_auto_classes
+
+    register_auto_classes()
     transformers.logging.set_verbosity_error()
     classify = pipeline("text-classification", model=str(model_dir), device=-1)
     return lambda texts, batch_size=1: [

@@ -37,8 +37,8 @@ class ChatbotOptions(BaseModel):
     refit: Literal["auto", "always", "never"] = Field(
         "auto",
         description="after calibrating, train once more on every example (the held-out ones too) for as many "
-        "epochs as the first run found best; 'auto': below 50 examples per intent, where the held-out share "
-        "is a big loss",
+        "epochs as the first run (then without early stopping) found best; 'auto': below 50 examples per "
+        "intent, where the held-out share is a big loss",
     )
 
     # -- calibration: None means "use the value calibrated on validation data" ----------

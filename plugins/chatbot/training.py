@@ -88,6 +88,9 @@ def train_intent_model(
     held_out, more_outside = _split_out_of_scope(held_out, options.out_of_scope_label)
     outside = [*outside, *more_outside, *out_of_scope]
     resolved = training_params(options, params)
+    refitting = validation is None and refits(options.refit, rows, held_out)
+    if refitting:  # both runs train every epoch: see refits()
+        resolved = {"early_stopping_patience": 0, **resolved}
 
     runs = ctx.plugin_dir(PLUGIN) / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -110,7 +113,7 @@ def train_intent_model(
             max_length=int(result.params.get("max_length") or options.max_length),
         )
         refit = None
-        if validation is None and refits(options.refit, rows, held_out):
+        if refitting:
             refit = ctx.trainer.train_classifier(
                 ctx.backbone(PLUGIN),
                 rows,
@@ -163,7 +166,11 @@ def refits(mode: str, rows: Sequence[LabeledText], held_out: Sequence[LabeledTex
 
     With few examples per intent, holding out a fifth costs more accuracy than anything
     else; the refit gets them back. Its thresholds and reported metrics stay the first
-    run's, measured on examples that run never saw.
+    run's, measured on examples that run never saw. The first run trains every configured
+    epoch without early stopping, and the refit trains as many epochs as the best of them:
+    a few held-out examples per intent are too noisy to stop early on (on BANKING77 with 10
+    per intent, early stopping ended one sample's run at epoch 4 of 8, best at 2 on a lead
+    of 5 of 154 messages; a 2-epoch refit then scored 0.819 on the test split).
     """
     if mode == "never" or not held_out:
         return False

@@ -40,7 +40,10 @@ tasks.py, batching.py, layers.py, checkpoint.py):
 
     Additions (beyond the contract, all optional): TrainParams fields min_steps,
     head_init ("auto" | "random" | "centroids": a classifier head imprinted from class means
-    of the backbone's features, by default below 50 examples per label), head_lr_multiplier,
+    of the backbone's features, by default below 50 examples per label), pooling ("auto" |
+    "model" | "mean": the head on the architecture's own pooled output or on the masked mean of
+    the token vectors, see pooling.py; auto means "mean" for sentence-transformers backbones
+    trained with mean pooling), head_lr_multiplier,
     early_stopping_metric, checkpoint_every, unfreeze_every,
     similarity_scale, symmetric_loss; train_* keyword callback(StepInfo) called after every step;
     TrainResult fields kind, backbone, labels, steps, history, resumed_from_step;
