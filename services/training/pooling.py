@@ -101,28 +101,22 @@ class MeanPooledForSequenceClassification(PreTrainedModel):
 
 def _bare_encoder(source: str | PretrainedConfig, **loading: Any) -> PreTrainedModel:
     """The backbone without a pooler (it would go unused) where the architecture allows that."""
-    for extra in ({"add_pooling_layer": False}, {}):
-        try:
-            if isinstance(source, PretrainedConfig):
-                return AutoModel.from_config(source, **extra)
-            return AutoModel.from_pretrained(source, **loading, **extra)
-        except TypeError:  # no add_pooling_layer argument
-            continue
-    raise AssertionError("unreachable")
 
+    def build(**extra: Any) -> PreTrainedModel:
+        if isinstance(source, PretrainedConfig):
+            return AutoModel.from_config(source, **extra)
+        return AutoModel.from_pretrained(source, **loading, **extra)
 
-_registered = False
+    try:
+        return build(add_pooling_layer=False)
+    except TypeError:  # an architecture without that argument (DistilBERT)
+        return build()
 
 
 def register_auto_classes() -> None:
     """Make ``AutoConfig`` and ``AutoModelForSequenceClassification`` know the mean-pooled classifier."""
-    global _registered
-    if not _registered:
-        AutoConfig.register(MeanPooledConfig.model_type, MeanPooledConfig, exist_ok=True)
-        AutoModelForSequenceClassification.register(
-            MeanPooledConfig, MeanPooledForSequenceClassification, exist_ok=True
-        )
-        _registered = True
+    AutoConfig.register(MeanPooledConfig.model_type, MeanPooledConfig, exist_ok=True)
+    AutoModelForSequenceClassification.register(MeanPooledConfig, MeanPooledForSequenceClassification, exist_ok=True)
 
 
 def trained_with_mean_pooling(backbone: str | Path) -> bool:
