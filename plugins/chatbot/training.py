@@ -89,7 +89,7 @@ def train_intent_model(
     outside = [*outside, *more_outside, *out_of_scope]
     resolved = training_params(options, params)
     refitting = validation is None and refits(options.refit, rows, held_out)
-    if refitting:  # both runs train every epoch: see refits()
+    if refitting:  # the first run trains every epoch; the refit as many as were best (see refits())
         resolved = {"early_stopping_patience": 0, **resolved}
 
     runs = ctx.plugin_dir(PLUGIN) / "runs"
@@ -183,7 +183,7 @@ def refit_params(first: Mapping[str, Any], metrics: Mapping[str, Any], first_exa
     batch_size = int(first.get("batch_size") or 16)
     steps_per_epoch = max(1, -(-first_examples // batch_size))
     best_step = int(metrics.get("best_step") or metrics.get("steps") or steps_per_epoch)
-    return {**first, "epochs": best_step / steps_per_epoch, "min_steps": 0, "early_stopping_patience": 0}
+    return {**first, "epochs": best_step / steps_per_epoch, "min_steps": 0}
 
 
 def _split_out_of_scope(rows: list[LabeledText], label: str) -> tuple[list[LabeledText], list[str]]:

@@ -192,8 +192,9 @@ class TrainingEngine:
         text-classification pipeline and :class:`TextClassifier`. With ``pooling`` "mean" (the
         default for a sentence-encoder backbone) the model is a
         :class:`~services.training.pooling.MeanPooledForSequenceClassification`; outside the
-        suite, call ``services.training.pooling.register_auto_classes()`` before loading it. With ``checkpoint_dir``
-        the run checkpoints as it goes, and calling again with the same folder resumes.
+        suite, call ``services.training.pooling.register_auto_classes()`` before loading it.
+        With ``checkpoint_dir`` the run checkpoints as it goes, and calling again with the
+        same folder resumes.
         """
         from services.training.pooling import resolve_pooling
 
