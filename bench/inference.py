@@ -5,7 +5,10 @@ PhraseBank test split by default) on the CPU; each batch size runs on both sides
 back. Reported: documents per second for whole-list calls at each batch size, the
 latency of one-document calls, how many predictions differ from the pipeline's, and
 the same for the TextClassifier on ONNX Runtime (``runtime="onnx"``, when ``suite[onnx]``
-is installed) and for the int8 dynamically quantised TextClassifier with its accuracy change.
+is installed), for the TextClassifier in bfloat16 with float32 re-scoring of near ties
+(``precision="bfloat16"``, on a CPU with native bfloat16 arithmetic, where the suite's
+``inference_precision = "auto"`` picks it) and for the int8 dynamically quantised
+TextClassifier with its accuracy change.
 
 Without ``--model`` the script first fine-tunes one with the suite's engine on the
 training split (``--train-steps`` steps).
@@ -53,6 +56,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--no-quantized", action="store_true", help="skip the int8 TextClassifier")
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime TextClassifier")
+    parser.add_argument("--no-bfloat16", action="store_true", help="skip the bfloat16 TextClassifier")
     add_thread_option(parser)
     return parser.parse_args()
 
@@ -99,6 +103,7 @@ def main() -> None:
     set_threads(args.threads)
     from bench.peers import hf_pipeline
     from services.training import TextClassifier
+    from services.training.inference import native_bfloat16
 
     test = sample(load_labeled(args.dataset, "test"), args.limit)
     texts, truth = [row.text for row in test], [row.label for row in test]
@@ -123,6 +128,11 @@ def main() -> None:
         if not args.no_onnx and importlib.util.find_spec("onnxruntime") is not None:
             onnx = TextClassifier.from_pretrained(model_dir, device="cpu", max_length=args.max_length, runtime="onnx")
             sides["TextClassifier onnx"] = lambda t, b: [p.label for p in onnx.predict(t, batch_size=b)]
+        if not args.no_bfloat16 and native_bfloat16():
+            half = TextClassifier.from_pretrained(
+                model_dir, device="cpu", max_length=args.max_length, precision="bfloat16"
+            )
+            sides["TextClassifier bf16"] = lambda t, b: [p.label for p in half.predict(t, batch_size=b)]
         if not args.no_quantized:
             quantized = TextClassifier.from_pretrained(
                 model_dir, device="cpu", max_length=args.max_length, quantize=True

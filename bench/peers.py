@@ -131,8 +131,10 @@ def hf_finetune(
     )
 
 
-def hf_pipeline(model_dir: str | Path, max_length: int = 128):
+def hf_pipeline(model_dir: str | Path, max_length: int = 128, dtype: str = "float32"):
     """``transformers.pipeline("text-classification")`` on the CPU, truncating as the suite does.
+
+    ``dtype="bfloat16"`` loads the weights in bfloat16 (the pipeline's own precision setting).
 
     A mean-pooled classifier (the engine's default on a sentence-encoder backbone) is a
     ``transformers`` model class of the suite's, registered with the Auto classes first.
@@ -144,7 +146,9 @@ def hf_pipeline(model_dir: str | Path, max_length: int = 128):
 
     register_auto_classes()
     transformers.logging.set_verbosity_error()
-    classify = pipeline("text-classification", model=str(model_dir), device=-1)
+    import torch
+
+    classify = pipeline("text-classification", model=str(model_dir), device=-1, dtype=getattr(torch, dtype))
     return lambda texts, batch_size=1: [
         result["label"]
         for result in classify(list(texts), batch_size=batch_size, truncation=True, max_length=max_length)

@@ -184,7 +184,7 @@ def main() -> None:
     from bench.peers import hf_pipeline
     from plugins.sentiment import Monitor, score_texts, train_sentiment_model
     from plugins.sentiment.model import load_classifier
-    from services.training import classification_metrics
+    from services.training import TextClassifier, classification_metrics
 
     train = stratified_sample(load_labeled("financial_phrasebank", "train"), args.train_limit)
     test = load_labeled("financial_phrasebank", "test")
@@ -233,24 +233,45 @@ def main() -> None:
                 pipeline(trial, batch)
                 trials[batch] = len(trial) / (time.perf_counter() - started)
             best = max(trials, key=trials.get)
+            texts = [row.text for row in test]
             print(f"score_texts on {len(corpus)} sentences")
+            checked_before = classifier.rechecked
             started = time.perf_counter()
             ours = [s.label for s in score_texts(ctx, corpus)]
             ours_rate = len(corpus) / (time.perf_counter() - started)
+            rechecked = classifier.rechecked - checked_before
             print(f"pipeline, batch {best}, on {len(corpus)} sentences")
             started = time.perf_counter()
             theirs = pipeline(corpus, best)
             peer_rate = len(corpus) / (time.perf_counter() - started)
-            peer_test = pipeline([row.text for row in test], best)
+            inference_batch = ctx.plugin_options("sentiment").inference_batch_size
+            float32 = TextClassifier.from_pretrained(version.path, device="cpu", max_length=classifier.max_length)
+            float32_labels = float32.predict(corpus[:8])  # warm-up
+            started = time.perf_counter()
+            float32_labels = [p.label for p in float32.predict(corpus, inference_batch)]
+            float32_rate = len(corpus) / (time.perf_counter() - started)
+            half_pipeline = hf_pipeline(version.path, max_length=classifier.max_length, dtype="bfloat16")
+            half_pipeline(trial[:8], best)
+            started = time.perf_counter()
+            half_labels = half_pipeline(corpus, best)
+            half_rate = len(corpus) / (time.perf_counter() - started)
             out["throughput"] = {
                 "trials": trials,
                 "best": best,
                 "ours": ours_rate,
+                "precision": classifier.precision,
+                "rechecked": rechecked,
                 "peer": peer_rate,
                 "differ": sum(a != b for a, b in zip(ours, theirs, strict=True)),
                 "count": len(corpus),
-                "peer_accuracy": sum(p == row.label for p, row in zip(peer_test, test, strict=True)) / len(test),
-                "inference_batch": ctx.plugin_options("sentiment").inference_batch_size,
+                "peer_accuracy": accuracy_of(pipeline(texts, best), test),
+                "inference_batch": inference_batch,
+                "float32": float32_rate,
+                "float32_differ": sum(a != b for a, b in zip(float32_labels, theirs, strict=True)),
+                "float32_accuracy": accuracy_of([p.label for p in float32.predict(texts, inference_batch)], test),
+                "half_pipeline": half_rate,
+                "half_differ": sum(a != b for a, b in zip(half_labels, theirs, strict=True)),
+                "half_accuracy": accuracy_of(half_pipeline(texts, best), test),
             }
 
             # 3. one monitoring run over the documents
@@ -296,6 +317,10 @@ def main() -> None:
     report(args, train, test, out)
 
 
+def accuracy_of(predicted: list[str], test: list) -> float:
+    return sum(p == row.label for p, row in zip(predicted, test, strict=True)) / len(test)
+
+
 def describe_alerts(alerts: list) -> str:
     """``3 (volume-spike 2, turned-negative 1)``, or ``0``."""
     if not alerts:
@@ -332,14 +357,40 @@ def report(args, train, test, out: dict[str, Any]) -> None:
         ),
         "",
         table(
-            ["side", "docs/s", "test accuracy"],
+            ["side", "docs/s", "test accuracy", "labels that differ from the pipeline's"],
             [
-                ["score_texts", f"{t['ours']:.1f}", f"{accuracy:.4f}"],
-                [f"pipeline, batch {t['best']}", f"{t['peer']:.1f}", f"{t['peer_accuracy']:.4f}"],
+                [
+                    f"score_texts ({t['precision']})",
+                    f"{t['ours']:.1f}",
+                    f"{accuracy:.4f}",
+                    f"{t['differ']} of {t['count']:,}",
+                ],
+                [f"pipeline, batch {t['best']}", f"{t['peer']:.1f}", f"{t['peer_accuracy']:.4f}", "-"],
+                [
+                    f"TextClassifier float32, batch {t['inference_batch']}",
+                    f"{t['float32']:.1f}",
+                    f"{t['float32_accuracy']:.4f}",
+                    f"{t['float32_differ']} of {t['count']:,}",
+                ],
+                [
+                    f"pipeline bfloat16 weights, batch {t['best']}",
+                    f"{t['half_pipeline']:.1f}",
+                    f"{t['half_accuracy']:.4f}",
+                    f"{t['half_differ']} of {t['count']:,}",
+                ],
             ],
         ),
         "",
-        f"score_texts / pipeline: {ratio(t['ours'], t['peer'])}; labels that differ: {t['differ']} of {t['count']:,}.",
+        f"score_texts / pipeline: {ratio(t['ours'], t['peer'])}; labels that differ: {t['differ']} of {t['count']:,}."
+        f' score_texts ran in {t["precision"]} (the suite\'s `inference_precision = "auto"` on this CPU)'
+        + (
+            f" and re-scored {t['rechecked']:,} near ties ({t['rechecked'] / t['count']:.1%}) in float32."
+            if t["precision"] == "bfloat16"
+            else "."
+        ),
+        f"TextClassifier float32 / pipeline: {ratio(t['float32'], t['peer'])} (what score_texts runs on a CPU "
+        f"without native bfloat16). score_texts / pipeline with bfloat16 weights: "
+        f"{ratio(t['ours'], t['half_pipeline'])}.",
     ]
     m = out["monitor"]
     counts = m["counts"]

@@ -83,6 +83,12 @@ class TrainingConfig(Section):
     inference_runtime: Literal["torch", "onnx"] = Field(
         "torch", description="how saved classifiers run: 'onnx' is ONNX Runtime on the CPU (pip install 'suite[onnx]')"
     )
+    inference_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="how saved classifiers compute with runtime 'torch': 'bfloat16' scores with a bfloat16 copy and "
+        "re-scores near ties in float32 (same labels, probabilities within ~0.02); 'auto' is bfloat16 on a CPU with "
+        "native bfloat16 arithmetic (AMX, AVX512-BF16), else float32",
+    )
     head_init: Literal["auto", "random", "centroids"] = Field(
         "auto",
         description="classifier head: 'centroids' starts it from the class means of the backbone's features "

@@ -80,19 +80,29 @@ _models_lock = threading.Lock()
 
 
 def load_version(
-    version: ModelVersion, *, device: str = "auto", quantize: bool = False, runtime: str = "torch"
+    version: ModelVersion,
+    *,
+    device: str = "auto",
+    quantize: bool = False,
+    runtime: str = "torch",
+    precision: str = "float32",
 ) -> IntentModel:
     """The model of ``version``, cached by its folder so a newly activated version is picked up."""
     from services.training import TextClassifier
 
-    key = f"{version.path}|{device}|{quantize}|{runtime}"
+    key = f"{version.path}|{device}|{quantize}|{runtime}|{precision}"
     with _models_lock:
         cached = _models.get(key)
         if cached is None:
             # Truncate as in training: the card records the run's max_length.
             max_length = int(version.card.hyperparameters.get("max_length") or 128)
             classifier = TextClassifier.from_pretrained(
-                version.path, device=device, max_length=max_length, quantize=quantize, runtime=runtime
+                version.path,
+                device=device,
+                max_length=max_length,
+                quantize=quantize,
+                runtime=runtime,
+                precision=precision,
             )
             cached = IntentModel(version, classifier, Calibration.load(version.path))
             _models.clear()  # one intent model per process: older versions are not needed
@@ -119,4 +129,5 @@ class ActiveIntentModel:
         training = self.ctx.settings.training
         runtime = "torch" if self.quantize else training.inference_runtime  # int8 is a torch model
         device = "cpu" if self.quantize else training.device
-        return load_version(self._version, device=device, quantize=self.quantize, runtime=runtime)
+        precision = "float32" if self.quantize else training.inference_precision
+        return load_version(self._version, device=device, quantize=self.quantize, runtime=runtime, precision=precision)

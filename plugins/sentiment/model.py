@@ -207,7 +207,16 @@ def load_classifier(ctx: SuiteContext, task: str = SENTIMENT_TASK, *, required: 
         raise ModelError(f"no {task} model yet: run `suite sentiment train` (or `suite train sentiment`)")
     options = _options(ctx)
     training = ctx.settings.training
-    key = f"{Path(version.path).resolve()}|{training.device}|{options.max_length}|{training.inference_runtime}"
+    key = "|".join(
+        str(part)
+        for part in (
+            Path(version.path).resolve(),
+            training.device,
+            options.max_length,
+            training.inference_runtime,
+            training.inference_precision,
+        )
+    )
     with _cache_lock:
         classifier = _cache.get(key)
         if classifier is None:
@@ -218,6 +227,7 @@ def load_classifier(ctx: SuiteContext, task: str = SENTIMENT_TASK, *, required: 
                 device=training.device,
                 max_length=options.max_length,
                 runtime=training.inference_runtime,
+                precision=training.inference_precision,
             )
             if task == SENTIMENT_TASK and not {"negative", "positive"} <= set(classifier.labels):
                 raise ModelError(f"{version.ref}: labels {classifier.labels} lack negative/positive")

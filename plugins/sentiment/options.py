@@ -225,7 +225,7 @@ class SentimentOptions(Strict):
     rules: list[RuleConfig] = Field(default_factory=_default_rules)
     schedule_minutes: int = Field(15, ge=0, description="interval of the scheduled job; 0 turns it off")
     training: TrainingOptions = Field(default_factory=TrainingOptions)
-    inference_batch_size: int = Field(256, ge=1, description="texts per forward pass when scoring")
+    inference_batch_size: int = Field(64, ge=1, description="texts per forward pass when scoring")
     score_batch_size: int = Field(512, ge=1, description="documents scored and committed together")
     max_length: int = Field(128, ge=8, description="tokens per document when scoring")
     index_vectors: bool = Field(False, description="also embed documents for vector search (slower ingest)")

@@ -52,7 +52,8 @@ tasks.py, batching.py, layers.py, checkpoint.py):
     a bi-encoder with validation pairs is scored before training (metrics["baseline"]) and
     keeps the backbone's weights if training never beats them; without validation data the
     final metrics are measured on (up to 2000) training examples, metrics["evaluated_on"]
-    says which; TextClassifier.from_pretrained(..., quantize=False, runtime="torch"|"onnx"); load_labeled_file,
+    says which; TextClassifier.from_pretrained(..., quantize=False, runtime="torch"|"onnx",
+    precision="float32"|"bfloat16"|"auto"); load_labeled_file,
     load_pair_file, data_fingerprint; classification_metrics, retrieval_metrics, confusion_matrix.
 """
 

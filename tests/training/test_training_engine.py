@@ -77,6 +77,37 @@ def test_onnx_runtime_gives_the_torch_probabilities_at_every_batch_size(trained_
         TextClassifier.from_pretrained(trained_classifier.model_dir, runtime="onnx", quantize=True)
 
 
+def test_bfloat16_scoring_keeps_the_float32_labels_by_rescoring_near_ties(trained_classifier, intent_rows, monkeypatch):
+    import services.training.inference as inference
+
+    texts = [row.text for row in intent_rows] + UNSEEN
+    exact = TextClassifier.from_pretrained(trained_classifier.model_dir)
+    fast = TextClassifier.from_pretrained(trained_classifier.model_dir, precision="bfloat16")
+    assert (exact.precision, fast.precision) == ("float32", "bfloat16")
+    reference = exact.predict_proba(texts)
+    for batch_size in (1, 8, 64):
+        fast_probabilities = fast.predict_proba(texts, batch_size)
+        assert (fast_probabilities.argmax(1) == reference.argmax(1)).all()
+        np.testing.assert_allclose(fast_probabilities, reference, atol=5e-2)
+
+    monkeypatch.setattr(inference, "NEAR_TIE_MARGIN", 0.0)  # nothing re-scored: bfloat16's own numbers
+    rounded = fast.predict_proba(texts)
+    assert 0 < np.abs(rounded - reference).max() < 5e-2
+    monkeypatch.setattr(inference, "NEAR_TIE_MARGIN", 1.1)  # every row re-scored: float32's numbers
+    before = fast.rechecked
+    np.testing.assert_allclose(fast.predict_proba(texts), reference, atol=1e-5)
+    assert fast.rechecked - before == len(texts)
+
+    auto = TextClassifier.from_pretrained(trained_classifier.model_dir, precision="auto")
+    assert auto.precision == ("bfloat16" if inference.native_bfloat16() else "float32")
+    with pytest.raises(ConfigError, match="unknown inference precision 'float8'"):
+        TextClassifier.from_pretrained(trained_classifier.model_dir, precision="float8")
+    with pytest.raises(ConfigError, match="exclude each other"):
+        TextClassifier.from_pretrained(trained_classifier.model_dir, precision="bfloat16", quantize=True)
+    with pytest.raises(ConfigError, match="in float32"):
+        TextClassifier.from_pretrained(trained_classifier.model_dir, precision="bfloat16", runtime="onnx")
+
+
 def test_freeze_keeps_embeddings_and_lower_layers_unchanged(engine, backbone, intent_rows, tmp_path):
     result = engine.train_classifier(
         backbone,

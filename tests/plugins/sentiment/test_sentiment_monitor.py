@@ -233,7 +233,7 @@ def test_the_scheduled_job_runs_the_monitor(trained_context) -> None:
 
 def test_the_onnx_inference_runtime_scores_as_torch_does(trained_context) -> None:
     texts = ["Profit fell sharply and the outlook was cut.", "Sales rose 12% on strong demand.", "The AGM is in May."]
-    exact = score_texts(trained_context(), texts)
+    exact = score_texts(trained_context(training={"inference_precision": "float32"}), texts)
     onnx_ctx = trained_context(training={"num_threads": 1, "device": "cpu", "inference_runtime": "onnx"})
     onnx = score_texts(onnx_ctx, texts)
     assert [b.label for b in onnx] == [a.label for a in exact]
@@ -241,3 +241,16 @@ def test_the_onnx_inference_runtime_scores_as_torch_does(trained_context) -> Non
     from plugins.sentiment.model import load_classifier
 
     assert load_classifier(onnx_ctx).runtime == "onnx" and load_classifier(trained_context()).runtime == "torch"
+
+
+def test_bfloat16_scoring_gives_the_float32_labels(trained_context) -> None:
+    from plugins.sentiment.data import load_labelled
+    from plugins.sentiment.model import load_classifier
+
+    texts = [row.text for row in load_labelled("sample:financial_sentences.csv")]
+    exact_ctx = trained_context(training={"inference_precision": "float32"})
+    fast_ctx = trained_context(training={"inference_precision": "bfloat16"})
+    exact, fast = score_texts(exact_ctx, texts), score_texts(fast_ctx, texts)
+    assert [b.label for b in fast] == [a.label for a in exact]
+    assert [b.score for b in fast] == pytest.approx([a.score for a in exact], abs=5e-2)
+    assert (load_classifier(exact_ctx).precision, load_classifier(fast_ctx).precision) == ("float32", "bfloat16")
