@@ -7,8 +7,8 @@ latency of one-document calls, how many predictions differ from the pipeline's, 
 the same for the TextClassifier on ONNX Runtime (``runtime="onnx"``, when ``suite[onnx]``
 is installed), for the TextClassifier in bfloat16 with float32 re-scoring of near ties
 (``precision="bfloat16"``, on a CPU with native bfloat16 arithmetic, where the suite's
-``inference_precision = "auto"`` picks it) and for the int8 dynamically quantised
-TextClassifier with its accuracy change.
+``inference_precision = "auto"`` picks it; then the pipeline with bfloat16 weights too) and
+for the int8 dynamically quantised TextClassifier with its accuracy change.
 
 Without ``--model`` the script first fine-tunes one with the suite's engine on the
 training split (``--train-steps`` steps).
@@ -57,6 +57,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-quantized", action="store_true", help="skip the int8 TextClassifier")
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime TextClassifier")
     parser.add_argument("--no-bfloat16", action="store_true", help="skip the bfloat16 TextClassifier")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the 10x documents / 10x longer runs")
     add_thread_option(parser)
     return parser.parse_args()
 
@@ -133,6 +134,7 @@ def main() -> None:
                 model_dir, device="cpu", max_length=args.max_length, precision="bfloat16"
             )
             sides["TextClassifier bf16"] = lambda t, b: [p.label for p in half.predict(t, batch_size=b)]
+            sides["pipeline bf16"] = hf_pipeline(model_dir, max_length=args.max_length, dtype="bfloat16")
         if not args.no_quantized:
             quantized = TextClassifier.from_pretrained(
                 model_dir, device="cpu", max_length=args.max_length, quantize=True
@@ -152,11 +154,73 @@ def main() -> None:
                 predictions[name][batch_size] = labels
         latency_texts = texts[: args.latency_docs]
         latencies = {name: one_at_a_time(sides[name], latency_texts) for name in sides}
+        growth = None if args.no_scaling else scaling(model_dir, texts, batch_sizes[-1], "TextClassifier bf16" in sides)
 
-    report(args, trained_note, texts, truth, batch_sizes, rates, predictions, latencies)
+    body = report(args, trained_note, texts, truth, batch_sizes, rates, predictions, latencies)
+    if growth:
+        body += ["", *report_scaling(growth, batch_sizes[-1])]
+    write_results(f"Inference {args.dataset}", command_line("bench.inference"), "\n".join(body))
 
 
-def report(args, trained_note, texts, truth, batch_sizes, rates, predictions, latencies) -> None:
+SCALE = 10
+LONG_MAX_LENGTH = 512
+
+
+def scaling(model_dir: Path, texts: list[str], batch_size: int, with_bfloat16: bool) -> dict[str, dict[str, tuple]]:
+    """docs/s and labels of each side on the texts, 10x as many, and texts 10x as long (512 tokens)."""
+    from bench.peers import hf_pipeline
+    from services.training import TextClassifier
+
+    more = [texts[i % len(texts)] for i in range(len(texts) * SCALE)]
+    longer = [" ".join(texts[(i + j) % len(texts)] for j in range(SCALE)) for i in range(len(texts))]
+    precisions = ["float32", *(["bfloat16"] if with_bfloat16 else [])]
+    sides: dict[str, tuple[Classify, Classify]] = {}
+    for precision in precisions:
+        short, long = (
+            TextClassifier.from_pretrained(model_dir, device="cpu", max_length=length, precision=precision)
+            for length in (128, LONG_MAX_LENGTH)
+        )
+        name = "TextClassifier" if precision == "float32" else "TextClassifier bf16"
+        sides[name] = tuple((lambda t, b, c=c: [p.label for p in c.predict(t, batch_size=b)]) for c in (short, long))
+    sides["pipeline"] = (hf_pipeline(model_dir, 128), hf_pipeline(model_dir, LONG_MAX_LENGTH))
+    results: dict[str, dict[str, tuple]] = {name: {} for name in sides}
+    for workload, data, which in (("texts", texts, 0), ("10x documents", more, 0), ("10x longer texts", longer, 1)):
+        for name, classify in sides.items():
+            classify[which](data[:8], batch_size)
+            print(f"scaling: {name}, {workload}")
+            labels, seconds = timed(classify[which], data, batch_size)
+            results[name][workload] = (len(data) / seconds, seconds, labels)
+    return results
+
+
+def report_scaling(growth: dict[str, dict[str, tuple]], batch_size: int) -> list[str]:
+    reference = growth["pipeline"]
+    rows = []
+    for name, workloads in growth.items():
+        base_seconds = workloads["texts"][1]
+        for workload, (rate, seconds, labels) in workloads.items():
+            differ = sum(a != b for a, b in zip(labels, reference[workload][2], strict=True))
+            rows.append(
+                [
+                    name,
+                    workload,
+                    f"{len(labels):,}",
+                    f"{rate:.1f}",
+                    f"{seconds / base_seconds:.1f}x",
+                    ratio(rate, reference[workload][0]),
+                    "-" if name == "pipeline" else differ,
+                ]
+            )
+    return [
+        f"How the cost grows, batch {batch_size}: the same test texts, {SCALE}x as many (repeated), and {SCALE}x "
+        f"as long (each text joined with the {SCALE - 1} after it, truncated at {LONG_MAX_LENGTH} tokens on every "
+        "side).",
+        "",
+        table(["side", "workload", "texts", "docs/s", "time vs texts", "docs/s / pipeline", "labels differ"], rows),
+    ]
+
+
+def report(args, trained_note, texts, truth, batch_sizes, rates, predictions, latencies) -> list[str]:
     names = list(rates)
     ours = [name for name in names if name != "pipeline"]
     rows = [
@@ -208,7 +272,7 @@ def report(args, trained_note, texts, truth, batch_sizes, rates, predictions, la
             predictions["TextClassifier"][largest], truth
         )
         body += ["", f"int8 dynamic quantisation changes accuracy by {change:+.4f}."]
-    write_results(f"Inference {args.dataset}", command_line("bench.inference"), "\n".join(body))
+    return body
 
 
 if __name__ == "__main__":

@@ -90,6 +90,11 @@ Method:
   current default, a head on the mean of the token vectors for the sentence-encoder backbone
   (`pooling = "auto"`). The Training and Inference sections were measured before that default,
   with BERT's own `[CLS]` head (`pooling = "model"`): the same encoder, one 384x384 layer more.
+- **Which precision.** The suite's classifiers run with `inference_precision = "auto"`: on a CPU
+  with native bfloat16 arithmetic (the machine below has AMX) a bfloat16 copy scores, and rows
+  whose two best classes are within 0.1 are scored again in float32, so labels are float32's.
+  Sections that use it (Inference, Sentiment) also report the float32 TextClassifier, and the
+  pipeline both with its default float32 weights and with bfloat16 weights.
 - **Every figure comes from a script's output**, written to `bench/results/<name>.md` with the exact
   command and the machine; this file only collects them. A section missing below has not been run
   on this machine yet.

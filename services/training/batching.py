@@ -55,10 +55,24 @@ class LengthGroupedBatches:
         return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def length_sorted_chunks(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
-    """Indices in batches of similar length, for evaluation and inference (no shuffling)."""
+def length_sorted_chunks(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
+    """Indices in batches of similar length, for evaluation and inference (no shuffling).
+
+    With ``max_tokens`` a batch also stops before its rows x longest length would pass
+    it (one row always fits): long texts go in smaller batches, which stay in cache.
+    """
     order = np.argsort(np.asarray(lengths), kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if max_tokens is None:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    sorted_lengths = np.asarray(lengths)[order]
+    chunks, start = [], 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and end - start < batch_size and (end - start + 1) * sorted_lengths[end] <= max_tokens:
+            end += 1
+        chunks.append(order[start:end])
+        start = end
+    return chunks
 
 
 def pad_batch(

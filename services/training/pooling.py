@@ -104,7 +104,8 @@ def _bare_encoder(source: str | PretrainedConfig, **loading: Any) -> PreTrainedM
 
     def build(**extra: Any) -> PreTrainedModel:
         if isinstance(source, PretrainedConfig):
-            return AutoModel.from_config(source, **extra)
+            # The dtype being loaded (a pipeline's dtype=...), not the one the backbone's config names.
+            return AutoModel.from_config(source, dtype=torch.get_default_dtype(), **extra)
         return AutoModel.from_pretrained(source, **loading, **extra)
 
     try:

@@ -45,7 +45,7 @@ def test_transformers_pipeline_loads_it_with_identical_predictions(trained_class
 
     texts = [row.text for row in intent_rows] + UNSEEN
     classifier = TextClassifier.from_pretrained(trained_classifier.model_dir)
-    assert type(classifier.model.base_model.encoder).__name__ == "FusedEncoder"  # the fast path is in use
+    assert type(classifier._exact).__name__ == "TracedClassifier"  # the fast path is in use
     reference = pipeline("text-classification", model=str(trained_classifier.model_dir), device=-1)
     for batch_size in (1, 8, 64):
         ours = classifier.predict(texts, batch_size=batch_size)
@@ -84,6 +84,7 @@ def test_bfloat16_scoring_keeps_the_float32_labels_by_rescoring_near_ties(traine
     exact = TextClassifier.from_pretrained(trained_classifier.model_dir)
     fast = TextClassifier.from_pretrained(trained_classifier.model_dir, precision="bfloat16")
     assert (exact.precision, fast.precision) == ("float32", "bfloat16")
+    assert type(fast._fast_model).__name__ == "TracedClassifier"  # the traced fast path is in use
     reference = exact.predict_proba(texts)
     for batch_size in (1, 8, 64):
         fast_probabilities = fast.predict_proba(texts, batch_size)
@@ -106,6 +107,38 @@ def test_bfloat16_scoring_keeps_the_float32_labels_by_rescoring_near_ties(traine
         TextClassifier.from_pretrained(trained_classifier.model_dir, precision="bfloat16", quantize=True)
     with pytest.raises(ConfigError, match="in float32"):
         TextClassifier.from_pretrained(trained_classifier.model_dir, precision="bfloat16", runtime="onnx")
+
+
+def test_a_trace_that_bakes_in_a_shape_is_refused_for_the_eager_model(trained_classifier):
+    from types import SimpleNamespace
+
+    from services.training.inference import _CHECK_TEXTS, _PROBE_TEXTS, TracedClassifier, traced_for_inference
+
+    tokenizer = TextClassifier.from_pretrained(trained_classifier.model_dir).tokenizer
+    traced_length, check_length = (
+        len(tokenizer(texts, padding=True)["input_ids"][0]) for texts in (_PROBE_TEXTS, _CHECK_TEXTS)
+    )
+    assert traced_length != check_length
+
+    class ShapeDependent(torch.nn.Module):  # Python control flow on a shape: a trace keeps one branch
+        def __init__(self) -> None:
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.zeros(2))
+
+        def forward(self, input_ids, attention_mask):
+            branch = 1.0 if input_ids.shape[1] == traced_length else 0.0
+            return SimpleNamespace(logits=self.bias + torch.full((input_ids.shape[0], 2), branch))
+
+    class ShapeFree(ShapeDependent):
+        def forward(self, input_ids, attention_mask):
+            return SimpleNamespace(logits=self.bias + attention_mask.sum(1, keepdim=True).float())
+
+    shape_dependent, shape_free = ShapeDependent(), ShapeFree()
+    assert traced_for_inference(shape_dependent, tokenizer) is shape_dependent
+    traced = traced_for_inference(shape_free, tokenizer)
+    assert isinstance(traced, TracedClassifier)
+    ids = torch.ones(3, 5, dtype=torch.long)
+    torch.testing.assert_close(traced(ids).logits, shape_free(ids, torch.ones_like(ids)).logits)
 
 
 def test_freeze_keeps_embeddings_and_lower_layers_unchanged(engine, backbone, intent_rows, tmp_path):

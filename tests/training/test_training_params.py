@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from services.training import TrainingEngine, TrainParams
-from services.training.batching import LengthGroupedBatches, pad_batch
+from services.training.batching import LengthGroupedBatches, length_sorted_chunks, pad_batch
 from suite.config import TrainingConfig
 from suite.errors import ConfigError
 
@@ -43,6 +43,16 @@ def test_pad_batch_pads_to_the_longest_and_skips_the_mask_when_nothing_is_padded
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     ids, mask = pad_batch([[5, 6], [7, 8]], pad_id=0)
     assert mask is None and ids.shape == (2, 2)
+
+
+def test_inference_chunks_are_length_sorted_and_kept_under_a_token_budget():
+    lengths = [30, 500, 10, 120, 480, 25, 510, 40, 2000]
+    plain = length_sorted_chunks(lengths, 4)
+    assert [len(chunk) for chunk in plain] == [4, 4, 1]
+    budgeted = length_sorted_chunks(lengths, 4, max_tokens=1000)
+    assert sorted(np.concatenate(budgeted).tolist()) == list(range(len(lengths)))  # every row once
+    assert [[lengths[i] for i in chunk] for chunk in budgeted] == [[10, 25, 30, 40], [120, 480], [500], [510], [2000]]
+    assert all(len(chunk) * max(lengths[i] for i in chunk) <= 1000 or len(chunk) == 1 for chunk in budgeted)
 
 
 def test_batching_switches_default_from_config_and_turn_grouping_and_dynamic_padding_off():

@@ -60,6 +60,19 @@ def test_mean_pooled_classifier_reads_the_masked_mean_of_the_token_vectors(train
     np.testing.assert_allclose(torch.softmax(logits, -1).numpy(), alone, atol=1e-5)
 
 
+def test_a_mean_pooled_folder_loads_in_bfloat16_whole(trained_classifier):
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    register_auto_classes()
+    folder = str(trained_classifier.model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.bfloat16)
+    assert {parameter.dtype for parameter in model.parameters()} == {torch.bfloat16}  # encoder and head alike
+    texts = ["hi", "will it rain in paris on sunday afternoon"]
+    exact = [p["label"] for p in pipeline("text-classification", model=folder, device=-1)(texts, batch_size=2)]
+    half = pipeline("text-classification", model=folder, device=-1, dtype=torch.bfloat16)
+    assert [p["label"] for p in half(texts, batch_size=2)] == exact
+
+
 def test_pooling_model_keeps_the_architectures_own_head(engine, backbone, intent_rows, tmp_path):
     result = engine.train_classifier(
         backbone,
