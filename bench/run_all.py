@@ -31,6 +31,7 @@ RUNS: list[tuple[str, list[str], list[str]]] = [
         ["--limit", "120", "--test-limit", "60", "--epochs", "1", "--ablation-steps", "4", "--peer-batch", "0"],
     ),
     ("training", ["--dataset", "banking77"], []),
+    ("training_scaling", [], ["--examples", "32"]),
     ("inference", [], ["--train-steps", "5", "--limit", "40", "--latency-docs", "10", "--batch-sizes", "1,8"]),
     ("embeddings", [], ["--sentences", "30", "--batch-size", "16"]),
     ("search", [], ["--sizes", "2000", "--queries", "20", "--slow-queries", "10"]),
@@ -53,6 +54,7 @@ RUNS: list[tuple[str, list[str], list[str]]] = [
 SECTION_ORDER = [
     "training_financial_phrasebank.md",
     "training_banking77.md",
+    "training_scaling.md",
     "inference_financial_phrasebank.md",
     "embeddings.md",
     "search.md",
