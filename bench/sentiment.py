@@ -16,6 +16,7 @@
    burst to its first alert, and alerts for the quiet companies (should be none).
 
     python -m bench.sentiment
+    python -m bench.sentiment --backbone /path/to/model   # another backbone (hub id or folder)
     python -m bench.sentiment --max-steps 10 --train-limit 300 --sentences 300 --trial 64 \
         --documents 300 --days 4   # smoke run
 """
@@ -73,6 +74,9 @@ PIPELINE_BATCHES = (1, 8, 32, 64)
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--backbone", default=None, help="the plugin's backbone: a hub id or model folder (default: the suite's)"
+    )
     parser.add_argument("--train-limit", type=int, default=None, help="train on at most N sentences (smoke runs)")
     parser.add_argument("--epochs", type=float, default=None, help="override the plugin's training epochs")
     parser.add_argument("--max-steps", type=int, default=None, help="cap training steps (smoke runs)")
@@ -204,6 +208,7 @@ def main() -> None:
         options = {
             "watchlist": watchlist(COMPANIES),
             "sources": [{"name": "bench", "kind": "file", "url_or_path": str(documents)}],
+            **backbone_option(args),
         }
         ctx = suite_context(folder / "data", "sentiment", options, threads=args.threads)
         try:
@@ -298,6 +303,7 @@ def main() -> None:
         options = {
             "watchlist": watchlist(COMPANIES[:SCENARIO_COMPANIES]),
             "sources": [{"name": "stream", "kind": "file", "url_or_path": str(stream_file)}],
+            **backbone_option(args),
         }
         ctx = suite_context(scenario_dir, "sentiment", options, threads=args.threads)
         try:
@@ -329,12 +335,18 @@ def describe_alerts(alerts: list) -> str:
     return f"{len(alerts)} (" + ", ".join(f"{rule} {count}" for rule, count in sorted(rules.items())) + ")"
 
 
+def backbone_option(args) -> dict[str, str]:
+    """The plugin option that swaps its backbone, when ``--backbone`` is given."""
+    return {"backbone": args.backbone} if args.backbone else {}
+
+
 def report(args, train, test, out: dict[str, Any]) -> None:
     card = out["card"]
     hyper = card.hyperparameters
     accuracy, macro_f1 = out["test"]
     body = [
-        f"Fine-tuning: {len(train)} training sentences through `train_sentiment_model` with the plugin's defaults "
+        f"Fine-tuning: {len(train)} training sentences through `train_sentiment_model` on backbone "
+        f"`{card.backbone}` with the plugin's defaults "
         f"(epochs {hyper.get('epochs')}, batch {hyper.get('batch_size')}, learning rate {hyper.get('learning_rate')}, "
         f"max length {hyper.get('max_length')}; 15% held out for validation); "
         f"scored on the {len(test)} test sentences.",
