@@ -93,12 +93,13 @@ Method:
   deterministic for a given seed and machine).
 - **Which classifier head.** The Chatbot, Sentiment and Inference sections were measured with the
   engine's current default, a head on the mean of the token vectors for the sentence-encoder
-  backbone (`pooling = "auto"`). The Training sections were measured before that default, with
-  BERT's own `[CLS]` head (`pooling = "model"`): the same encoder, one 384x384 layer more.
+  backbone (`pooling = "auto"`), and so was Training scaling. The two Training sections (PhraseBank,
+  BANKING77) were measured before that default, with BERT's own `[CLS]` head
+  (`pooling = "model"`): the same encoder, one 384x384 layer more.
 - **Which machine.** Sections carry their machine line; all are 2-core CPU machines, but not the
   same one: the Chatbot, Inference and Sentiment sections were rerun on a machine about 2.5x
-  faster than the one the older sections came from (the pipeline's best batch: 172 PhraseBank sentences/s
-  there, 59 before). Compare ratios across sections, not absolute figures.
+  faster than the one the older sections came from (the pipeline's best batch: 172 PhraseBank
+  sentences/s there, 59 before). Compare ratios across sections, not absolute figures.
 - **Which precision.** The suite's classifiers run with `inference_precision = "auto"`: on a CPU
   with native bfloat16 arithmetic (the machine below has AMX) a bfloat16 copy scores, and rows
   whose two best classes are within 0.1 are scored again in float32, so labels are float32's.

@@ -29,7 +29,7 @@ from bench.common import (
     write_results,
 )
 
-PLUGIN_DEFAULTS: dict[str, Any] = {"epochs": 3.0, "batch_size": 16, "learning_rate": 2e-4, "max_length": 64}
+TUNED = ("epochs", "batch_size", "learning_rate", "max_length", "seed")
 # name -> (overrides of the plugin's defaults, whether to train on every non-dev row, no validation)
 SETTINGS: dict[str, tuple[dict[str, Any], bool]] = {
     "defaults": ({}, False),
@@ -61,11 +61,24 @@ def dev_split(rows: list) -> tuple[list, list]:
     return split_train_validation(rows, fraction=0.15, seed=7)
 
 
+def plugin_defaults() -> dict[str, Any]:
+    """The sentiment plugin's own training defaults (what ``suite sentiment train`` uses)."""
+    from plugins.sentiment.options import TrainingOptions
+
+    options = TrainingOptions()
+    return {name: getattr(options, name) for name in TUNED}
+
+
 def run_setting(ctx, rest: list, dev: list, overrides: dict[str, Any], all_data: bool, max_steps: int | None):
+    from plugins.sentiment.options import TrainingOptions
     from services.training import TextClassifier, classification_metrics, split_train_validation
 
-    train, validation = (rest, None) if all_data else split_train_validation(rest, fraction=0.15, seed=42)
-    params = {**PLUGIN_DEFAULTS, "seed": 42, **overrides, **({"max_steps": max_steps} if max_steps else {})}
+    if all_data:
+        train, validation = rest, None
+    else:
+        options = TrainingOptions()
+        train, validation = split_train_validation(rest, fraction=options.validation_fraction, seed=options.seed)
+    params = {**plugin_defaults(), **overrides, **({"max_steps": max_steps} if max_steps else {})}
     with tempfile.TemporaryDirectory(prefix="sentiment-dev-") as scratch:
         started = time.perf_counter()
         result = ctx.trainer.train_classifier(
@@ -103,7 +116,7 @@ def main() -> None:
     body = [
         f"Dev set: {len(dev)} sentences, a stratified 15% of the financial_phrasebank training split (seed 7); "
         f"runs train on the other {len(rest)} (less 15% for validation and early stopping, except the 'all-data' "
-        f"rows), with the sentiment plugin's defaults {PLUGIN_DEFAULTS} and seed 42 unless the row says "
+        f"rows), with the sentiment plugin's defaults {plugin_defaults()} unless the row says "
         "otherwise. The test split is not read. Wall times are indicative only (other work may share the CPU).",
         "",
         table(["setting", "overrides", "dev accuracy", "dev macro F1", "steps", "train s"], rows),
