@@ -39,14 +39,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from importlib import metadata
 from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import httpx
 
-from suite import __version__
-from suite.config import AlertsConfig, EmailSinkConfig
-from suite.errors import one_line
+from services.errors import one_line
+from services.settings import AlertsConfig, EmailSinkConfig
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class WebhookSink:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self.headers = {"User-Agent": f"suite/{__version__}", **(headers or {})}
+        self.headers = {"User-Agent": f"suite/{_suite_version()}", **(headers or {})}
         self.headers["Content-Type"] = "application/json"
         # The path of a webhook URL is often its secret (Slack, Teams): never show more than the host.
         parts = urlsplit(url)
@@ -281,3 +281,10 @@ def sinks_from_config(config: AlertsConfig) -> list[AlertSink]:
     if config.email is not None:
         sinks.append(EmailSink(config.email))
     return sinks
+
+
+def _suite_version() -> str:
+    try:
+        return metadata.version("nlp-suite")
+    except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+        return "dev"

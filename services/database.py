@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
-from suite.errors import ConfigError
+from services.errors import ConfigError
 
 
 def create_database_engine(url: str) -> Engine:

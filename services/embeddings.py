@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from suite.errors import ConfigError, ModelError
+from services.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
     import torch

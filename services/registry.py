@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
-from suite.errors import DataError, ModelError, NotFoundError
+from services.errors import DataError, ModelError, NotFoundError
 
 if TYPE_CHECKING:
     from services.training import TrainResult

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from services.embeddings import Embedder
     from services.preprocessing import Preprocessor
     from services.registry import ModelRegistry
-    from services.scheduling import JobSpec
+    from services.scheduling import JobSpec, SchedulerService
     from services.search import IndexSpec, SearchBackend
     from services.training import TrainingEngine
     from suite.training_tasks import TrainingTask
@@ -125,6 +126,23 @@ class SuiteContext:
                 job.plugin = plugin
             jobs.append(job)
         return jobs
+
+    def scheduler(self, *, record_failures: bool = True, **kwargs: Any) -> SchedulerService:
+        """The scheduler for the enabled plugins' jobs, with their failures recorded on :attr:`plugins`."""
+        from services.scheduling import JobSpec, SchedulerService
+
+        jobs = []
+        for plugin, job in self.plugins.collect("suite_scheduled_jobs", ctx=self):
+            if isinstance(job, JobSpec):
+                jobs.append(replace(job, plugin=job.plugin or plugin))
+            else:
+                error = TypeError(f"suite_scheduled_jobs returned {type(job).__name__}, not a JobSpec")
+                self.plugins.record_failure(plugin, "suite_scheduled_jobs", error)
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        on_failure = self.plugins.record_failure if record_failures else None
+        return SchedulerService(
+            self.settings.scheduler, self.settings.effective_jobstore_url, jobs, on_failure=on_failure, **kwargs
+        )
 
     def search_indexes(self) -> list[IndexSpec]:
         return [spec for _, spec in self.plugins.collect("suite_search_indexes", ctx=self)]

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from suite.errors import ConfigError, ModelError, PluginError
+from services.errors import ConfigError, ModelError, PluginError
 
 if TYPE_CHECKING:
     from spacy.language import Language
     from spacy.tokens import Doc
 
-    from suite.config import PreprocessingConfig
+    from services.settings import PreprocessingConfig
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ Additions to the contract (all optional, nothing above changed):
         mark_interrupted(run_ids=None, *, trigger=None, error="interrupted") -> int; close()
     SchedulerService(..., lock_path: Path | None = None (None: ``<db>.scheduler.lock`` beside a SQLite store),
                      *, tablename="apscheduler_jobs", stop_grace_seconds=10.0)
-        SchedulerService.from_context(ctx, *, record_failures=True)  # the enabled plugins' jobs
+        (the core builds one for the enabled plugins' jobs: SuiteContext.scheduler())
         run_forever(stop_event=None, *, standby=True)  # standby=False: SchedulerBusyError if the lock is held
         active: threading.Event  # set while this instance holds the lock and runs jobs
         next_run_times() -> dict[str, datetime | None]; lock_holder() -> str | None; close()

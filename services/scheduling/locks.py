@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 
 from services.database import create_database_engine
-from suite.errors import ConfigError
+from services.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from services.database import create_database_engine
-from suite.errors import NotFoundError
+from services.errors import NotFoundError
 
 RunStatus = Literal["running", "ok", "failed"]
 RunTrigger = Literal["schedule", "manual"]

@@ -7,11 +7,10 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.executors.base import BaseExecutor, run_job
@@ -21,14 +20,11 @@ from sqlalchemy import inspect, select
 from sqlalchemy.engine import make_url
 
 from services.database import create_database_engine
+from services.errors import ConfigError, NotFoundError, SuiteError, one_line
 from services.scheduling.jobs import JobSpec, build_trigger, job_options, schedule_fingerprint
 from services.scheduling.locks import SchedulerLock, open_scheduler_lock
 from services.scheduling.runlog import INTERRUPTED, JobRun, RunLog, RunTrigger
-from suite.config import SchedulerConfig
-from suite.errors import ConfigError, NotFoundError, SuiteError, one_line
-
-if TYPE_CHECKING:
-    from suite.context import SuiteContext
+from services.settings import SchedulerConfig
 
 log = logging.getLogger("services.scheduling")
 
@@ -119,21 +115,6 @@ class SchedulerService:
         self.active = threading.Event()  # set while this instance holds the lock and runs jobs
         self._running: set[int] = set()
         self._idle = threading.Condition()
-
-    @classmethod
-    def from_context(cls, ctx: SuiteContext, *, record_failures: bool = True, **kwargs: Any) -> SchedulerService:
-        """The scheduler for the enabled plugins' jobs, with their failures recorded on ``ctx.plugins``."""
-        jobs = []
-        for plugin, job in ctx.plugins.collect("suite_scheduled_jobs", ctx=ctx):
-            if isinstance(job, JobSpec):
-                jobs.append(replace(job, plugin=job.plugin or plugin))
-            else:
-                error = TypeError(f"suite_scheduled_jobs returned {type(job).__name__}, not a JobSpec")
-                ctx.plugins.record_failure(plugin, "suite_scheduled_jobs", error)
-        settings = ctx.settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        on_failure = ctx.plugins.record_failure if record_failures else None
-        return cls(settings.scheduler, settings.effective_jobstore_url, jobs, on_failure=on_failure, **kwargs)
 
     def _accept(self, spec: object) -> None:
         """Keep a valid spec; report a broken one against its plugin and leave it out."""

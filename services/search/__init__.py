@@ -69,7 +69,7 @@ from typing import TYPE_CHECKING
 from services.search.base import Document, Hit, IndexInfo, IndexSpec, SearchBackend
 
 if TYPE_CHECKING:
-    from suite.config import SearchConfig
+    from services.settings import SearchConfig
 
 __all__ = ["Document", "Hit", "IndexInfo", "IndexSpec", "SearchBackend", "open_search_backend"]
 

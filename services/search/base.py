@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from suite.errors import DataError
+from services.errors import DataError
 
 SearchMode = Literal["bm25", "vector", "hybrid"]
 SEARCH_MODES: tuple[str, ...] = ("bm25", "vector", "hybrid")

@@ -24,6 +24,7 @@ import elasticsearch
 import numpy as np
 from elasticsearch import Elasticsearch, helpers
 
+from services.errors import ConfigError, DataError, NotFoundError, SuiteError
 from services.search.base import (
     AnyOf,
     Condition,
@@ -46,8 +47,7 @@ from services.search.base import (
 )
 from services.search.bm25 import BM25Params
 from services.search.text import english_stop_words
-from suite.config import SearchConfig
-from suite.errors import ConfigError, DataError, NotFoundError, SuiteError
+from services.settings import SearchConfig
 
 MAPPING_SCHEMA = 1
 MAX_K = 10_000  # Elasticsearch's index.max_result_window and knn num_candidates ceiling

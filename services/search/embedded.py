@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from services.errors import DataError, NotFoundError, SuiteError
 from services.search.base import (
     Document,
     Hit,
@@ -52,7 +53,6 @@ from services.search.bm25 import BM25Params
 from services.search.memory import Entry, MemoryIndex
 from services.search.snapshot import SnapshotStore
 from services.search.text import Tokenizer
-from suite.errors import DataError, NotFoundError, SuiteError
 
 DATABASE_NAME = "search.db"
 SNAPSHOT_MIN_DOCS = 20_000

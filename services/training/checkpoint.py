@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from suite.errors import ModelError
+from services.errors import ModelError
 
 PREFIX = "step-"
 

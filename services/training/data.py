@@ -12,7 +12,7 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from suite.errors import DataError
+from services.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.backbone import pretrained_kwargs
+from services.errors import ConfigError, ModelError, one_line
+from services.settings import TrainingConfig
 from services.training.data import LabeledText, TextPair, check_classification_data, check_pair_data, data_fingerprint
 from services.training.loop import RunOutcome, StepCallback, TrainingRun
 from services.training.tasks import BiencoderTask, ClassificationTask
-from suite.config import TrainingConfig
-from suite.errors import ConfigError, ModelError, one_line
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+from services.errors import ConfigError, ModelError, one_line
 from services.training.batching import length_sorted_chunks, pad_batch
 from services.training.engine import check_weights_format, resolve_device
-from suite.errors import ConfigError, ModelError, one_line
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from suite.errors import ConfigError, ModelError
+from services.errors import ConfigError, ModelError
 
 # Where BERT-like models keep their stack of layers, relative to ``model.base_model``.
 LAYER_PATHS = ("encoder.layer", "transformer.layer", "encoder.layers", "layers", "layer", "block")

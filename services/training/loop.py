@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from services.errors import ConfigError
 from services.training.batching import LengthGroupedBatches
 from services.training.checkpoint import CheckpointStore, RunState
 from services.training.layers import LayerSchedule, parameter_groups
-from suite.errors import ConfigError
 
 if TYPE_CHECKING:
     from services.training.engine import ResolvedParams

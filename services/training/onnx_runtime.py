@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import torch
 
-from suite.errors import ConfigError, ModelError, one_line
+from services.errors import ConfigError, ModelError, one_line
 
 log = logging.getLogger(__name__)
 

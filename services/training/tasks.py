@@ -12,9 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from services.errors import ModelError
 from services.training.batching import length_sorted_chunks, mean_pool, pad_batch
 from services.training.metrics import classification_metrics, retrieval_metrics
-from suite.errors import ModelError
 
 if TYPE_CHECKING:
     from services.training.engine import ResolvedParams

@@ -62,7 +62,7 @@ def jobs_table(rows: list[dict[str, Any]], zone: tzinfo, width: int) -> Table:
 
 
 def build(ctx: SuiteContext) -> typer.Typer:
-    from services.scheduling import RunLog, SchedulerService
+    from services.scheduling import RunLog
     from services.scheduling.service import resolve_timezone
 
     app = typer.Typer(help="Jobs that plugins schedule: list, run one now, history.", no_args_is_help=True)
@@ -71,7 +71,7 @@ def build(ctx: SuiteContext) -> typer.Typer:
     def list_command(as_json: bool = typer.Option(False, "--json", help="JSON instead of a table")) -> None:
         """List jobs: name, plugin, schedule, next run (once a scheduler has run) and last run."""
         ctx.startup()
-        with SchedulerService.from_context(ctx) as service:
+        with ctx.scheduler() as service:
             rows = service.list_jobs()
         if as_json:
             typer.echo(to_json(rows))
@@ -84,7 +84,7 @@ def build(ctx: SuiteContext) -> typer.Typer:
     def run_command(name: str = typer.Argument(..., help="job name, e.g. sentiment.poll_feeds")) -> None:
         """Run one job now, in the foreground, and record it as a manual run."""
         ctx.startup()
-        with SchedulerService.from_context(ctx, record_failures=False) as service:
+        with ctx.scheduler(record_failures=False) as service:
             run = service.run_now(name)
         if run.status == "failed":
             raise SuiteError(f"job '{name}' failed: {run.error}")

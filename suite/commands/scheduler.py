@@ -29,7 +29,6 @@ def show_scheduler_progress() -> None:
 
 
 def build(ctx: SuiteContext) -> typer.Typer:
-    from services.scheduling import SchedulerService
 
     app = typer.Typer(help="Run the scheduler process or show its state.", no_args_is_help=True)
 
@@ -45,14 +44,14 @@ def build(ctx: SuiteContext) -> typer.Typer:
         """
         show_scheduler_progress()
         ctx.startup()
-        with SchedulerService.from_context(ctx) as service:
+        with ctx.scheduler() as service:
             service.run_forever(standby=not no_standby)
 
     @app.command("status")
     def status_command(as_json: bool = typer.Option(False, "--json", help="JSON instead of text")) -> None:
         """Show which process holds the scheduler lock, and every job's next run."""
         ctx.startup()
-        with SchedulerService.from_context(ctx) as service:
+        with ctx.scheduler() as service:
             holder = service.lock_holder()
             rows = service.list_jobs()
             store = service.store_description

@@ -42,3 +42,9 @@ def test_test_module_names_are_unique() -> None:
     # Test folders are not packages, so two test files with one basename cannot both be collected.
     names = Counter(p.name for base in ("tests", "examples") for p in (ROOT / base).rglob("test_*.py"))
     assert [name for name, count in names.items() if count > 1] == []
+
+
+def test_services_never_import_the_core() -> None:
+    # Services own their settings (services.settings) and errors (services.errors); the core composes them.
+    offenders = [(path, module) for path, module in imported_modules("services") if module.split(".")[0] == "suite"]
+    assert offenders == []

@@ -34,7 +34,7 @@ def make_context(data_dir: Path, store_url: str, jobs: list[JobSpec], plugin: st
 
 def make_scheduler(data_dir: Path, store_url: str, jobs: list[JobSpec], **kwargs) -> SchedulerService:
     ctx = make_context(data_dir, store_url, jobs)
-    return SchedulerService.from_context(ctx, stop_grace_seconds=2, **kwargs)
+    return ctx.scheduler(stop_grace_seconds=2, **kwargs)
 
 
 class Counter:

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sched_support import Counter, make_context, make_scheduler, running, wait_until
 
-from services.scheduling import JobSpec, RunLog, SchedulerBusyError, SchedulerService
+from services.scheduling import JobSpec, RunLog, SchedulerBusyError
 from suite.errors import NotFoundError
 
 
@@ -36,7 +36,7 @@ def test_failing_job_is_recorded_with_its_plugin_and_others_go_on(tmp_path):
     boom, tick = Counter(fail="disk\nfull"), Counter()
     url = f"sqlite:///{tmp_path / 'scheduler.db'}"
     ctx = make_context(tmp_path, url, [interval_job("boom", boom), interval_job("tick", tick)])
-    service = SchedulerService.from_context(ctx)
+    service = ctx.scheduler()
     with running(service):
         went_on = wait_until(lambda: boom.calls >= 2 and tick.calls >= 2)
         assert went_on, "the scheduler stopped after a failure"
@@ -166,7 +166,7 @@ def test_a_broken_job_spec_is_left_out_and_reported(tmp_path):
         interval_job("good", Counter()),
     ]
     ctx = make_context(tmp_path, url, jobs)
-    with SchedulerService.from_context(ctx) as service:
+    with ctx.scheduler() as service:
         assert list(service.specs) == ["tester.good"]
     reasons = {f.hook: f.error for f in ctx.plugins.failures}
     assert "invalid cron trigger" in reasons["tester.bad"]

@@ -11,7 +11,6 @@ from suite_ticket_router.data import load_history, load_inbox
 from ticket_router_support import PLUGIN, SAMPLE_DIR, make_context
 from typer.testing import CliRunner
 
-from services.scheduling import SchedulerService
 from suite.app import create_app
 from suite.cli import build_app
 from suite.errors import ConfigError, DataError, NotFoundError
@@ -127,7 +126,7 @@ def test_routing_before_training_asks_to_train(ctx):
 
 def test_failing_job_is_recorded_with_the_plugin_name(ctx):
     """Untrained, the job fails: the run is recorded as failed and attributed to the plugin."""
-    with SchedulerService.from_context(ctx) as scheduler:
+    with ctx.scheduler() as scheduler:
         run = scheduler.run_now("tickets.process-inbox")
     assert (run.job, run.plugin, run.status) == ("tickets.process-inbox", PLUGIN, "failed")
     assert "suite train tickets" in run.error

@@ -12,7 +12,6 @@ from suite_ticket_router.store import RoutedStore, routed_table
 from ticket_router_support import PLUGIN, QUEUES, TINY_TRAINING, make_context
 from typer.testing import CliRunner
 
-from services.scheduling import SchedulerService
 from suite.app import create_app
 from suite.cli import build_app
 
@@ -74,7 +73,7 @@ def test_http_route_and_its_errors(trained_ctx):
 
 def test_scheduled_job_routes_the_inbox_once(trained_ctx, inbox):
     store = RoutedStore(trained_ctx.database)
-    with SchedulerService.from_context(trained_ctx) as scheduler:
+    with trained_ctx.scheduler() as scheduler:
         first = scheduler.run_now("tickets.process-inbox")
         assert (first.status, first.plugin, first.error) == ("ok", PLUGIN, None)
         assert store.count() == 10

@@ -215,12 +215,11 @@ def test_sample_run_on_postgresql(trained_context, postgres_url: str) -> None:
 
 
 def test_the_scheduled_job_runs_the_monitor(trained_context) -> None:
-    from services.scheduling import SchedulerService
 
     ctx = trained_context({"schedule_minutes": 30})
     [job] = [job for job in ctx.jobs() if job.plugin == "sentiment"]
     assert (job.name, job.trigger, job.trigger_args) == ("sentiment.monitor", "interval", {"minutes": 30})
-    scheduler = SchedulerService.from_context(ctx)
+    scheduler = ctx.scheduler()
     try:
         run = scheduler.run_now("sentiment.monitor")
     finally:
