@@ -18,6 +18,7 @@ from importlib import import_module
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -49,6 +50,14 @@ def _config_arg(argv: Sequence[str]) -> str | None:
     return None
 
 
+def current_context(typer_ctx: typer.Context) -> SuiteContext:
+    """The :class:`SuiteContext` of the running command (``build_app`` puts it on the root context)."""
+    obj = typer_ctx.find_root().obj
+    if not isinstance(obj, SuiteContext):
+        raise SuiteError("no suite context: build the CLI with suite.cli.build_app(ctx)")
+    return obj
+
+
 def build_app(ctx: SuiteContext) -> typer.Typer:
     app = typer.Typer(
         name="suite",
@@ -56,15 +65,9 @@ def build_app(ctx: SuiteContext) -> typer.Typer:
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         add_completion=False,
+        context_settings={"obj": ctx},
     )
-
-    @app.callback()
-    def _root(
-        config: str = typer.Option(None, "--config", "-c", help="TOML file (default: $SUITE_CONFIG, ./suite.toml)"),
-        version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Show version."),
-    ) -> None:
-        """A plugin-based NLP application suite."""
-
+    app.callback()(root_callback)
     _add_core_commands(app, ctx)
     _add_quickstart(app, ctx)
     for name, module in SERVICE_COMMAND_GROUPS.items():
@@ -79,117 +82,154 @@ def build_app(ctx: SuiteContext) -> typer.Typer:
     return app
 
 
-def _add_core_commands(app: typer.Typer, ctx: SuiteContext) -> None:
-    config_app = typer.Typer(help="Show and check the effective configuration.", no_args_is_help=True)
-    app.add_typer(config_app, name="config")
-
-    @config_app.command("show")
-    def config_show(as_json: bool = typer.Option(False, "--json", help="JSON instead of TOML")) -> None:
-        """Print the effective configuration (file + environment + defaults), secrets hidden."""
-        data = ctx.settings.redacted()
-        if as_json:
-            typer.echo(json.dumps(data, indent=2))
-        else:
-            import tomli_w
-
-            typer.echo(tomli_w.dumps(_drop_none(data)))
-
-    @config_app.command("check")
-    def config_check() -> None:
-        """Validate the configuration and every plugin's options; exit non-zero if invalid."""
-        console.print("configuration is valid")
-
-    @app.command("plugins")
-    def plugins_command(
-        as_json: bool = typer.Option(False, "--json"),
-        examples: bool = typer.Option(False, "--examples", help="list each plugin's example commands"),
-    ) -> None:
-        """List plugins: name, version, hooks implemented, enabled."""
-        if examples:
-            for plugin, example in ctx.plugins.collect("suite_cli_examples", ctx=ctx):
-                typer.echo(f"{plugin}: suite {shlex.join(example)}")
-            return
-        infos = ctx.plugins.describe()
-        if as_json:
-            typer.echo(json.dumps([{**vars(i), "status": i.status} for i in infos], indent=2))
-            return
-        table = Table("plugin", "version", "status", "hooks", "description")
-        for info in infos:
-            hooks = ", ".join(h.removeprefix("suite_") for h in info.hooks)
-            table.add_row(info.name, info.version, info.status, hooks, info.error or info.description)
-        console.print(table)
-
-    @app.command("new-plugin")
-    def new_plugin(
-        name: str = typer.Argument(..., help="plugin name: lowercase letters, digits, '_'"),
-        directory: Path = typer.Option(Path("."), "--dir", help="where to create suite-<name>/"),
-    ) -> None:
-        """Write an installable plugin package (pyproject with the entry point, hooks, sample data, a test)."""
-        from suite.scaffold import render_plugin
-
-        target = render_plugin(name, directory.resolve())
-        console.print(f"created {target}\nnext: pip install -e {target} && suite plugins")
-
-    @app.command("train")
-    def train_command(
-        targets: list[str] = typer.Argument(None, help="plugin or plugin:task; default all tasks"),
-        epochs: float = typer.Option(None, help="override the number of epochs"),
-        max_steps: int = typer.Option(None, help="stop after this many optimiser steps"),
-        batch_size: int = typer.Option(None),
-        learning_rate: float = typer.Option(None),
-    ) -> None:
-        """Fine-tune the models that plugins declare, and register each new version."""
-        tasks = [task for t in targets for task in ctx.select_training_tasks(t)] if targets else ctx.training_tasks()
-        if not tasks:
-            raise SuiteError("no training tasks declared by the enabled plugins")
-        given = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate)
-        overrides = {k: v for k, v in given.items() if v is not None}
-        ctx.startup()
-        for task in tasks:
-            console.print(f"[bold]training {task.qualified_name}[/] ({task.kind}): {task.description}")
-            version = task.run(ctx, overrides)
-            console.print(f"registered {version.ref}  {format_metrics(version.card.metrics)}")
-
-    @app.command("serve")
-    def serve_command(
-        typer_ctx: typer.Context,
-        host: str = typer.Option(None, help="address to bind (default: http.host, 127.0.0.1)"),
-        port: int = typer.Option(None, help="port (default: http.port, 8000)"),
-        workers: int = typer.Option(None, help="worker processes, each loads its own models (default: 1)"),
-    ) -> None:
-        """Serve the HTTP API of the core and every enabled plugin (OpenAPI docs at /docs)."""
-        from suite.app import serve
-
-        config_file = typer_ctx.find_root().params.get("config")
-        serve(ctx, host=host, port=port, workers=workers, config_file=config_file)
-
-
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"suite {__version__}")
         raise typer.Exit()
 
 
-def _add_quickstart(app: typer.Typer, ctx: SuiteContext) -> None:
-    @app.command("quickstart")
-    def quickstart(
-        retrain: bool = typer.Option(False, help="train again even where an active model exists"),
-    ) -> None:
-        """Train every plugin on its sample data, then run each plugin's example requests."""
-        ctx.startup()
-        for task in ctx.training_tasks():
-            if not retrain and ctx.registry.active(task.plugin, task.name) is not None:
-                console.print(f"[dim]{task.qualified_name}: active model exists, skipping (--retrain to redo)[/]")
-                continue
-            console.rule(f"suite train {task.qualified_name}")
-            version = task.run(ctx, {})
-            console.print(f"registered {version.ref}  {format_metrics(version.card.metrics)}")
+def root_callback(
+    config: str = typer.Option(None, "--config", "-c", help="TOML file (default: $SUITE_CONFIG, ./suite.toml)"),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Show version."),
+) -> None:
+    """A plugin-based NLP application suite."""
+
+
+def _add_core_commands(app: typer.Typer, ctx: SuiteContext) -> None:
+    config_app = typer.Typer(help="Show and check the effective configuration.", no_args_is_help=True)
+    app.add_typer(config_app, name="config")
+    config_app.command("show")(config_show)
+    config_app.command("check")(config_check)
+    app.command("plugins")(plugins_command)
+    app.command("new-plugin")(new_plugin)
+    app.command("train")(train_command)
+    app.command("serve")(serve_command)
+
+
+def config_show(
+    typer_ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="JSON instead of TOML"),
+    show_all: bool = typer.Option(
+        False, "--all", help="every setting, plugin options included, with its default and where its value came from"
+    ),
+) -> None:
+    """Print the effective configuration (file + environment + defaults), secrets hidden."""
+    ctx = current_context(typer_ctx)
+    if show_all:
+        from suite.settings_report import describe_settings, format_settings
+
+        rows = describe_settings(ctx, typer_ctx.find_root().params.get("config"))
+        typer.echo(json.dumps([vars(row) for row in rows], indent=2) if as_json else format_settings(rows))
+        return
+    data = ctx.settings.redacted()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        import tomli_w
+
+        typer.echo(tomli_w.dumps(_drop_none(data)))
+
+
+def config_check(typer_ctx: typer.Context) -> None:
+    """Validate the configuration and every plugin's options; exit non-zero if invalid."""
+    console.print("configuration is valid")
+
+
+def plugins_command(
+    typer_ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json"),
+    examples: bool = typer.Option(False, "--examples", help="list each plugin's example commands"),
+    wide: bool = typer.Option(False, "--wide", help="also list the hooks each plugin implements"),
+) -> None:
+    """List plugins: name, version, hooks implemented, enabled."""
+    ctx = current_context(typer_ctx)
+    if examples:
         for plugin, example in ctx.plugins.collect("suite_cli_examples", ctx=ctx):
-            console.rule(f"$ suite {' '.join(example)}", style="cyan")
-            try:
-                app(args=list(example), prog_name="suite", standalone_mode=False)
-            except SuiteError as exc:
-                raise SuiteError(f"example of plugin '{plugin}' failed: {one_line(exc)}") from None
+            typer.echo(f"{plugin}: suite {shlex.join(example)}")
+        return
+    infos = ctx.plugins.describe()
+    if as_json:
+        typer.echo(json.dumps([{**vars(i), "status": i.status} for i in infos], indent=2))
+        return
+    table = Table("plugin", "version", "status", *(["hooks"] if wide else []), "description", box=box.SIMPLE_HEAD)
+    for info in infos:
+        hooks = [", ".join(h.removeprefix("suite_") for h in info.hooks)] if wide else []
+        table.add_row(info.name, info.version, info.status, *hooks, info.error or info.description)
+    console.print(table)
+
+
+def new_plugin(
+    typer_ctx: typer.Context,
+    name: str = typer.Argument(..., help="plugin name: lowercase letters, digits, '_'"),
+    directory: Path = typer.Option(Path("."), "--dir", help="where to create suite-<name>/"),
+) -> None:
+    """Write an installable plugin package (pyproject with the entry point, hooks, sample data, a test)."""
+    from suite.scaffold import render_plugin
+
+    target = render_plugin(name, directory.resolve())
+    console.print(f"created {target}\nnext: pip install -e {target} && suite plugins")
+
+
+def train_command(
+    typer_ctx: typer.Context,
+    targets: list[str] = typer.Argument(None, help="plugin or plugin:task; default all tasks"),
+    epochs: float = typer.Option(None, help="override the number of epochs"),
+    max_steps: int = typer.Option(None, help="stop after this many optimiser steps"),
+    batch_size: int = typer.Option(None),
+    learning_rate: float = typer.Option(None),
+) -> None:
+    """Fine-tune the models that plugins declare, and register each new version."""
+    ctx = current_context(typer_ctx)
+    tasks = [task for t in targets for task in ctx.select_training_tasks(t)] if targets else ctx.training_tasks()
+    if not tasks:
+        raise SuiteError("no training tasks declared by the enabled plugins")
+    given = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate)
+    overrides = {k: v for k, v in given.items() if v is not None}
+    ctx.startup()
+    for task in tasks:
+        console.print(f"[bold]training {task.qualified_name}[/] ({task.kind}): {task.description}")
+        version = task.run(ctx, overrides)
+        console.print(f"registered {version.ref}  {format_metrics(version.card.metrics)}")
+
+
+def serve_command(
+    typer_ctx: typer.Context,
+    host: str = typer.Option(None, help="address to bind (default: http.host, 127.0.0.1)"),
+    port: int = typer.Option(None, help="port (default: http.port, 8000)"),
+    workers: int = typer.Option(None, help="worker processes, each loads its own models (default: 1)"),
+) -> None:
+    """Serve the HTTP API of the core and every enabled plugin (OpenAPI docs at /docs)."""
+    from suite.app import serve
+
+    config_file = typer_ctx.find_root().params.get("config")
+    serve(current_context(typer_ctx), host=host, port=port, workers=workers, config_file=config_file)
+
+
+def _add_quickstart(app: typer.Typer, ctx: SuiteContext) -> None:
+    app.command("quickstart")(quickstart)
+
+
+def quickstart(
+    typer_ctx: typer.Context,
+    retrain: bool = typer.Option(False, help="train again even where an active model exists"),
+) -> None:
+    """Train every plugin on its sample data, then run each plugin's example requests."""
+    ctx = current_context(typer_ctx)
+    root = typer_ctx.find_root().command
+    ctx.startup()
+    for task in ctx.training_tasks():
+        if not retrain and ctx.registry.active(task.plugin, task.name) is not None:
+            console.print(f"[dim]{task.qualified_name}: active model exists, skipping (--retrain to redo)[/]")
+            continue
+        console.rule(f"suite train {task.qualified_name}")
+        version = task.run(ctx, {})
+        console.print(f"registered {version.ref}  {format_metrics(version.card.metrics)}")
+    for plugin, example in ctx.plugins.collect("suite_cli_examples", ctx=ctx):
+        console.rule(f"$ suite {' '.join(example)}", style="cyan")
+        try:
+            root.main(args=list(example), prog_name="suite", standalone_mode=False, obj=ctx)
+        except SuiteError as exc:
+            raise SuiteError(f"example of plugin '{plugin}' failed: {one_line(exc)}") from None
 
 
 def format_metrics(metrics: dict) -> str:
