@@ -10,18 +10,24 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from plugins.recommender.data import Item
-from plugins.recommender.service import Recommendation, get_recommender, parse_filters
-
 if TYPE_CHECKING:
+    from plugins.recommender.service import Recommendation
     from suite.context import SuiteContext
 
 console = Console()
 
 
 def _recommender(ctx: SuiteContext):
+    from plugins.recommender.service import get_recommender  # numpy, the index: only when a command runs
+
     ctx.startup()
     return get_recommender(ctx)
+
+
+def parse_filters(options: list[str] | tuple[str, ...]) -> dict:
+    from plugins.recommender.service import parse_filters as parse
+
+    return parse(options)
 
 
 def _print_recommendations(recommendations: list[Recommendation], title: str, as_json: bool) -> None:
@@ -121,6 +127,8 @@ def register(cli: typer.Typer, ctx: SuiteContext) -> None:
         from plugins.recommender.data import parse_tags
 
         metadata = parse_filters(meta or ())
+        from plugins.recommender.data import Item
+
         item = Item(item_id, title, description, parse_tags(tags), metadata)
         stored = _recommender(ctx).add_item(item, replace=replace)
         console.print(f"added {stored.id}: {stored.title or stored.description[:60]}")

@@ -15,7 +15,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from plugins.sentiment.options import parse_duration
-from plugins.sentiment.sources import parse_timestamp
 from suite.errors import DataError
 
 if TYPE_CHECKING:
@@ -47,6 +46,8 @@ def _metrics(metrics: dict[str, Any]) -> str:
 
 def parse_when(value: str, option: str) -> datetime:
     """``2025-03-01``, an ISO time, or a duration ago (``7d``, ``12h``)."""
+    from plugins.sentiment.sources import parse_timestamp  # imports the store (SQLAlchemy)
+
     ago = parse_duration(value)
     if isinstance(ago, timedelta):
         return datetime.now(UTC) - ago

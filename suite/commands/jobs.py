@@ -62,9 +62,6 @@ def jobs_table(rows: list[dict[str, Any]], zone: tzinfo, width: int) -> Table:
 
 
 def build(ctx: SuiteContext) -> typer.Typer:
-    from services.scheduling import RunLog
-    from services.scheduling.service import resolve_timezone
-
     app = typer.Typer(help="Jobs that plugins schedule: list, run one now, history.", no_args_is_help=True)
 
     @app.command("list")
@@ -97,6 +94,9 @@ def build(ctx: SuiteContext) -> typer.Typer:
         as_json: bool = typer.Option(False, "--json", help="JSON instead of a table"),
     ) -> None:
         """Show recent runs, scheduled and manual, newest first."""
+        from services.scheduling import RunLog
+        from services.scheduling.service import resolve_timezone
+
         zone = resolve_timezone(ctx.settings.scheduler.timezone)
         ctx.settings.data_dir.mkdir(parents=True, exist_ok=True)
         run_log = RunLog(ctx.settings.effective_jobstore_url)

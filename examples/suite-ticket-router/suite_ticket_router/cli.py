@@ -12,8 +12,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from suite_ticket_router.options import PLUGIN
-from suite_ticket_router.routing import process_inbox, route_ticket
-from suite_ticket_router.store import RoutedStore
 
 if TYPE_CHECKING:
     from suite.context import SuiteContext
@@ -32,6 +30,8 @@ def build(ctx: SuiteContext) -> typer.Typer:
     ) -> None:
         """Route one ticket: its queue, the confidence, and the most similar past tickets."""
         ctx.startup()
+        from suite_ticket_router.routing import route_ticket  # the model and index: only when a command runs
+
         answer = route_ticket(ctx, text, similar)
         if as_json:
             typer.echo(json.dumps(answer.to_dict(), indent=2))
@@ -54,6 +54,8 @@ def build(ctx: SuiteContext) -> typer.Typer:
     ) -> None:
         """Route the inbox tickets not routed yet and store them (what the scheduled job runs)."""
         ctx.startup()
+        from suite_ticket_router.routing import process_inbox
+
         report = process_inbox(ctx, inbox)
         if as_json:
             typer.echo(json.dumps(report.to_dict(), indent=2))
@@ -70,6 +72,8 @@ def build(ctx: SuiteContext) -> typer.Typer:
         """The most recently routed tickets."""
         ctx.startup()
         table = Table("ticket", "queue", "confidence", "review", "text")
+        from suite_ticket_router.store import RoutedStore
+
         for ticket in RoutedStore(ctx.database).recent(limit, queue):
             review = "yes" if ticket.needs_review else ""
             table.add_row(ticket.ticket_id, ticket.queue, f"{ticket.confidence:.2f}", review, escape(ticket.text))
