@@ -20,7 +20,7 @@ CONTRACT:
     def sinks_from_config(config: AlertsConfig) -> list[AlertSink]
 
 Additions (nothing above changed):
-    LogSink(name="log", logger=None)
+    LogSink(name="log", logger=None, format="text"|"json"); def summary_line(alert) -> str
     WebhookSink(..., *, name=None)  # delivery is at least once: a timed-out POST is retried
     EmailSink(config, *, name="email"); EmailSink.build_message(alert) -> EmailMessage
     class DeliveryError(Exception)  # what a sink raises when it gives up
@@ -96,20 +96,32 @@ class DeliveryError(Exception):
 
 
 class LogSink:
-    """Writes each alert as one structured line (JSON) at a level matching its severity.
+    """Writes each alert as one line at a level matching its severity.
 
-    The full alert is also attached as ``record.alert`` for handlers that ship
-    structured logs.
+    ``format="text"`` (the default) is a line a person reads: severity, title (entity and key
+    figure), rule and id; ``"json"`` is the whole alert as JSON. Either way the full alert is
+    attached as ``record.alert`` for handlers that ship structured logs.
     """
 
-    def __init__(self, name: str = "log", logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self, name: str = "log", logger: logging.Logger | None = None, format: Literal["text", "json"] = "text"
+    ) -> None:
         self.name = name
         self.logger = logger or logging.getLogger("suite.alerts")
+        self.format = format
 
     def send(self, alert: Alert) -> None:
         data = alert.to_dict()
-        line = json.dumps(data, ensure_ascii=False)
+        line = json.dumps(data, ensure_ascii=False) if self.format == "json" else summary_line(alert)
         self.logger.log(LOG_LEVELS[alert.severity], "alert %s", line, extra={"alert": data})
+
+
+def summary_line(alert: Alert) -> str:
+    """``[warning] Northwind Bank: 89% negative in the last 6h (rule negative-share, id 1)``."""
+    named = (("rule", "rule"), ("id", "alert_id"))
+    details = [f"{name} {alert.data[key]}" for name, key in named if alert.data.get(key)]
+    title = " ".join(alert.title.split())
+    return f"[{alert.severity}] {title}" + (f" ({', '.join(details)})" if details else "")
 
 
 class WebhookSink:
@@ -275,7 +287,7 @@ class AlertDispatcher:
 
 def sinks_from_config(config: AlertsConfig) -> list[AlertSink]:
     """The built-in sinks the ``[alerts]`` section asks for: log, webhooks, e-mail."""
-    sinks: list[AlertSink] = [LogSink()] if config.log else []
+    sinks: list[AlertSink] = [LogSink(format=config.log_format)] if config.log else []
     for hook in config.webhooks:
         sinks.append(WebhookSink(hook.url, hook.timeout, hook.retries, hook.backoff, hook.headers))
     if config.email is not None:

@@ -157,10 +157,10 @@ class Embedder:
         batch_size: int,
         show_progress: bool,
     ) -> None:
-        from tqdm.auto import tqdm
+        from services.progress import progress_bar
 
         chunk_size = batch_size * BATCHES_PER_CHUNK
-        with tqdm(total=len(texts), unit="text", disable=not show_progress, desc="embedding") as progress:
+        with progress_bar(len(texts), "embedding", "text", enabled=show_progress) as progress:
             for start in range(0, len(texts), chunk_size):
                 chunk = texts[start : start + chunk_size]
                 vectors = self._embed(chunk, batch_size, progress)

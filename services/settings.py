@@ -113,5 +113,8 @@ class EmailSinkConfig(Section):
 
 class AlertsConfig(Section):
     log: bool = True
+    log_format: Literal["text", "json"] = Field(
+        "text", description="'text': one readable line per alert; 'json': the whole alert as one JSON line"
+    )
     webhooks: list[WebhookSinkConfig] = Field(default_factory=list)
     email: EmailSinkConfig | None = None

@@ -13,6 +13,7 @@ import logging
 import os
 import shlex
 import sys
+import warnings
 from collections.abc import Sequence
 from importlib import import_module
 from pathlib import Path
@@ -35,6 +36,8 @@ SERVICE_COMMAND_GROUPS = {
     "search": "suite.commands.search",
     "preprocess": "suite.commands.preprocess",
 }
+
+VERBOSITY_FLAGS = {"-v", "--verbose", "-vv", "-vvv", "-q", "--quiet"}
 
 console = Console()
 err_console = Console(stderr=True)
@@ -91,8 +94,37 @@ def _print_version(value: bool) -> None:
 def root_callback(
     config: str = typer.Option(None, "--config", "-c", help="TOML file (default: $SUITE_CONFIG, ./suite.toml)"),
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Show version."),
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True, help="more log lines (-vv: debug); works after any command too"
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="errors only, no progress bars; works after any command"),
 ) -> None:
     """A plugin-based NLP application suite."""
+    configure_output(-1 if quiet else verbose)
+
+
+def configure_output(verbosity: int) -> None:
+    """Log level, Python warnings and progress bars for ``-q`` (-1), the default (0), ``-v`` (1), ``-vv`` (2).
+
+    By default a user sees the suite's warnings and errors, never a third-party library's.
+    """
+    from services.progress import set_quiet
+
+    default = os.environ.get("SUITE_LOG_LEVEL", "WARNING")
+    level = {-1: "ERROR", 0: default, 1: "INFO"}.get(verbosity, "DEBUG")
+    logging.getLogger().setLevel(level)
+    set_quiet(verbosity < 0)
+    if verbosity <= 0:
+        warnings.simplefilter("ignore")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def hoist_verbosity_flags(argv: list[str]) -> list[str]:
+    """Move ``-v``/``-vv``/``-q`` (wherever typed, before ``--``) to the root, which owns them."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = [arg for arg in argv[:end] if arg in VERBOSITY_FLAGS]
+    rest = [arg for arg in argv[:end] if arg not in VERBOSITY_FLAGS]
+    return [*flags, *rest, *argv[end:]]
 
 
 def _add_core_commands(app: typer.Typer, ctx: SuiteContext) -> None:
@@ -252,9 +284,9 @@ def _fail(exc: BaseException) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    level = os.environ.get("SUITE_LOG_LEVEL", "WARNING")
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    argv = hoist_verbosity_flags(list(sys.argv[1:] if argv is None else argv))
+    logging.basicConfig(format="%(name)s: %(message)s")
+    configure_output(0)
     debug = os.environ.get("SUITE_DEBUG") == "1"
     ctx = None
     try:

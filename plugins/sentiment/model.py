@@ -127,7 +127,7 @@ def _train(
     output = tempfile.mkdtemp(prefix=f"{task}-", dir=scratch)
     try:
         result = ctx.trainer.train_classifier(
-            ctx.backbone(PLUGIN), train, validation or None, merged, output_dir=Path(output), progress=False
+            ctx.backbone(PLUGIN), train, validation or None, merged, output_dir=Path(output), progress=True
         )
         card = ModelCard(
             plugin=PLUGIN,

@@ -235,6 +235,6 @@ def _adamw(groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
 
 
 def _progress_bar(total: int, initial: int, kind: str, enabled: bool):
-    from tqdm.auto import tqdm
+    from services.progress import progress_bar
 
-    return tqdm(total=total, initial=initial, desc=f"training {kind}", unit="step", disable=not enabled, leave=False)
+    return progress_bar(total, f"training {kind}", "step", enabled=enabled, initial=initial, leave=False)

@@ -162,7 +162,7 @@ def test_a_failing_sink_does_not_stop_the_log_and_webhook_sinks(webhook_server, 
     failures = []
     dispatcher = AlertDispatcher(
         [
-            ("suite", LogSink()),
+            ("suite", LogSink(format="json")),
             ("suite", EmailSink(email_config(closed_port, timeout=2))),
             ("suite", WebhookSink(webhook_server.url, retries=0)),
         ],
@@ -181,6 +181,15 @@ def test_a_failing_sink_does_not_stop_the_log_and_webhook_sinks(webhook_server, 
     assert logged.levelno == logging.WARNING
     assert json.loads(logged.getMessage().removeprefix("alert ")) == make_alert().to_dict()
     assert "\n" not in logged.getMessage()
+
+
+def test_the_log_sink_writes_one_readable_line_by_default(caplog):
+    caplog.set_level(logging.INFO, logger="suite.alerts")
+    alert = make_alert(data={"rule": "negative-share", "alert_id": 7})
+    LogSink().send(alert)
+    [logged] = caplog.records
+    assert logged.getMessage() == f"alert [{alert.severity}] {alert.title} (rule negative-share, id 7)"
+    assert logged.alert == alert.to_dict()  # the whole alert stays on the record for structured handlers
 
 
 class BrokenSinkPlugin:
