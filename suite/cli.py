@@ -27,6 +27,7 @@ from rich.table import Table
 from suite import __version__
 from suite.context import SuiteContext
 from suite.errors import SuiteError, one_line
+from suite.training_tasks import TrainingSkipped, TrainingTask
 
 # Command groups of the shared services, each a module with ``build(ctx) -> typer.Typer``.
 SERVICE_COMMAND_GROUPS = {
@@ -212,16 +213,29 @@ def train_command(
 ) -> None:
     """Fine-tune the models that plugins declare, and register each new version."""
     ctx = current_context(typer_ctx)
-    tasks = [task for t in targets for task in ctx.select_training_tasks(t)] if targets else ctx.training_tasks()
+    chosen = [(t, task) for t in targets for task in ctx.select_training_tasks(t)] if targets else []
+    tasks = [task for _, task in chosen] if targets else ctx.training_tasks()
     if not tasks:
         raise SuiteError("no training tasks declared by the enabled plugins")
+    named = {task.qualified_name for target, task in chosen if target != task.plugin}  # asked for by name
     given = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate)
     overrides = {k: v for k, v in given.items() if v is not None}
     ctx.startup()
     for task in tasks:
         console.print(f"[bold]training {task.qualified_name}[/] ({task.kind}): {task.description}")
+        run_task(task, ctx, overrides, required=task.qualified_name in named)
+
+
+def run_task(task: TrainingTask, ctx: SuiteContext, overrides: dict, *, required: bool = False) -> None:
+    """Train one task and print what was registered, or one line saying why its data does not allow it."""
+    try:
         version = task.run(ctx, overrides)
-        console.print(f"registered {version.ref}  {format_metrics(version.card.metrics)}")
+    except TrainingSkipped as exc:
+        if required:
+            raise
+        console.print(f"[yellow]skipped {task.qualified_name}[/]: {escape(one_line(exc))}", soft_wrap=True)
+        return
+    console.print(f"registered {version.ref}  {format_metrics(version.card.metrics)}")
 
 
 def serve_command(
@@ -254,8 +268,7 @@ def quickstart(
             console.print(f"[dim]{task.qualified_name}: active model exists, skipping (--retrain to redo)[/]")
             continue
         console.rule(f"suite train {task.qualified_name}")
-        version = task.run(ctx, {})
-        console.print(f"registered {version.ref}  {format_metrics(version.card.metrics)}")
+        run_task(task, ctx, {})
     for plugin, example in ctx.plugins.collect("suite_cli_examples", ctx=ctx):
         console.rule(f"$ suite {' '.join(example)}", style="cyan")
         try:

@@ -7,7 +7,9 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -30,20 +32,27 @@ def parse_filters(options: list[str] | tuple[str, ...]) -> dict:
     return parse(options)
 
 
-def _print_recommendations(recommendations: list[Recommendation], title: str, as_json: bool) -> None:
+def _print_recommendations(
+    recommendations: list[Recommendation], title: str, as_json: bool, wide: bool = False
+) -> None:
+    """One row per item: id over title, score, the history items it matches; ``wide`` adds the signal shares."""
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in recommendations], indent=2, ensure_ascii=False, default=str))
         return
     if not recommendations:
         console.print("no recommendations (the catalogue has nothing left that matches)")
         return
-    table = Table(title=title)
-    for column in ("#", "item", "title", "score", "because", "signals"):
-        table.add_column(column, overflow="fold")
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    table.add_column("#", justify="right")
+    table.add_column("item", overflow="fold", ratio=3)
+    table.add_column("score", justify="right")
+    table.add_column("because", overflow="fold", ratio=2)
+    if wide:
+        table.add_column("signals", overflow="fold", ratio=2)
     for rank, r in enumerate(recommendations, start=1):
-        because = ", ".join(f"{b.item} ({b.similarity:.2f})" for b in r.because) or "-"
-        signals = " ".join(f"{name}={share:.0%}" for name, share in r.signals.items() if share)
-        table.add_row(str(rank), r.item, r.title, f"{r.score:.3f}", because, signals)
+        because = "\n".join(f"{escape(b.item)} ({b.similarity:.2f})" for b in r.because) or "-"
+        signals = [" ".join(f"{name}={share:.0%}" for name, share in r.signals.items() if share)] if wide else []
+        table.add_row(str(rank), f"[bold]{escape(r.item)}[/]\n{escape(r.title)}", f"{r.score:.3f}", because, *signals)
     console.print(table)
 
 
@@ -59,12 +68,13 @@ def register(cli: typer.Typer, ctx: SuiteContext) -> None:
         filter_: list[str] = typer.Option(None, "--filter", help="metadata key=value (repeat; same key = any of)"),
         diversity: float = typer.Option(None, "--diversity", min=0.0, max=1.0, help="MMR diversity, 0..1"),
         as_json: bool = typer.Option(False, "--json", help="print JSON"),
+        wide: bool = typer.Option(False, "--wide", help="also the share of each ranking signal"),
     ) -> None:
         """Recommend items a user has not seen yet, each with the history items it matches."""
         recommendations = _recommender(ctx).recommend(
             user, k, like=like or (), interests=interests, filters=parse_filters(filter_ or ()), diversity=diversity
         )
-        _print_recommendations(recommendations, f"for {user or 'a new user'}", as_json)
+        _print_recommendations(recommendations, f"for {user or 'a new user'}", as_json, wide)
 
     group = typer.Typer(help="Text-based recommendations: catalogue, training, evaluation.", no_args_is_help=True)
     cli.add_typer(group, name="recommender")
@@ -145,10 +155,11 @@ def register(cli: typer.Typer, ctx: SuiteContext) -> None:
         k: int = typer.Option(None, "-k", "--k"),
         filter_: list[str] = typer.Option(None, "--filter", help="metadata key=value"),
         as_json: bool = typer.Option(False, "--json"),
+        wide: bool = typer.Option(False, "--wide", help="also the share of each ranking signal"),
     ) -> None:
         """Items similar to ITEM, in text and in who chose them."""
         recommendations = _recommender(ctx).similar(item_id, k, filters=parse_filters(filter_ or ()))
-        _print_recommendations(recommendations, f"similar to {item_id}", as_json)
+        _print_recommendations(recommendations, f"similar to {item_id}", as_json, wide)
 
     @group.command("search")
     def search(

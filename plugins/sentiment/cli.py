@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from plugins.sentiment.options import parse_duration
 from suite.errors import DataError
+from suite.training_tasks import TrainingSkipped
 
 if TYPE_CHECKING:
     from plugins.sentiment.monitor import Monitor
@@ -96,7 +98,13 @@ def sentiment_commands(ctx: SuiteContext) -> typer.Typer:
             tasks.append(TOPIC_TASK)
         for task in tasks:
             console.print(f"[bold]training sentiment:{task}[/]")
-            version = train_from_options(ctx, task, overrides)
+            try:
+                version = train_from_options(ctx, task, overrides)
+            except TrainingSkipped as exc:
+                if topic:  # asked for with --topic: not having it is a failure
+                    raise
+                console.print(f"[yellow]skipped sentiment:{task}[/]: {escape(str(exc))}", soft_wrap=True)
+                continue
             console.print(f"registered {version.ref}  {_metrics(version.card.metrics)}")
 
     @app.command("score")
@@ -129,15 +137,28 @@ def sentiment_commands(ctx: SuiteContext) -> typer.Typer:
                     )
                 )
             return
-        table = Table("#", "label", "score", "text")
-        colours = {"negative": "red", "positive": "green"}
-        for number, (text, result) in enumerate(zip(chosen, results, strict=True), 1):
-            colour = colours.get(result.label, "white")
-            shown = text if len(text) <= 90 else text[:87] + "..."
-            table.add_row(str(number), f"[{colour}]{result.label}[/]", f"{result.score:+.3f}", escape(shown))
-        console.print(table)
+        console.print(scores_table(chosen, results))
 
     return app
+
+
+SCORE_CAPTION = "label: the most probable class; score: P(positive) - P(negative), from -1 to +1"
+
+
+def scores_table(texts: list[str], results: list[Any]) -> Table:
+    """Label, score and each class's probability, so that a label and a near-zero score never puzzle."""
+    classes = list(results[0].probabilities) if results else []
+    table = Table("#", "label", "score", *classes, "text", box=box.SIMPLE_HEAD, caption=SCORE_CAPTION)
+    for column in table.columns[3 : 3 + len(classes)]:
+        column.justify = "right"
+    table.columns[-1].overflow = "fold"
+    colours = {"negative": "red", "positive": "green"}
+    for number, (text, result) in enumerate(zip(texts, results, strict=True), 1):
+        colour = colours.get(result.label, "white")
+        shown = text if len(text) <= 90 else text[:87] + "..."
+        shares = [f"{result.probabilities[name]:.0%}" for name in classes]
+        table.add_row(str(number), f"[{colour}]{result.label}[/]", f"{result.score:+.3f}", *shares, escape(shown))
+    return table
 
 
 def read_texts(path: Path) -> list[str]:

@@ -185,7 +185,15 @@ def train_from_options(ctx: SuiteContext, task: str, overrides: Mapping[str, Any
     rows: list[LabelledSentence] = load_labelled(overrides.get("data") or _options(ctx).training.data)
     params = {k: v for k, v in overrides.items() if k in TRAIN_PARAM_KEYS}
     if task == TOPIC_TASK:
-        return train_topic_model(ctx, [r for r in rows if r.topic], params=params)
+        with_topic = [r for r in rows if r.topic]
+        if not with_topic:
+            from suite.training_tasks import TrainingSkipped
+
+            raise TrainingSkipped(
+                "the data has no 'topic' column: add one (text,label,topic) to train the topic classifier, "
+                "or set [plugins.sentiment.training] topic = false"
+            )
+        return train_topic_model(ctx, with_topic, params=params)
     return train_sentiment_model(ctx, rows, params=params)
 
 

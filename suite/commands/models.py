@@ -36,22 +36,24 @@ def format_number(value: Any) -> str:
 SHORT_METRIC_NAMES = {"accuracy": "acc", "macro_f1": "f1", "recall@1": "r@1", "recall@10": "r@10", "mrr": "mrr"}
 
 
-def versions_table(versions: list[ModelVersion]) -> Table:
+def versions_table(versions: list[ModelVersion], wide: bool = False) -> Table:
+    """ref, active, metrics and examples; ``wide`` adds kind and creation date."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("ref", no_wrap=True)
     table.add_column("active", justify="center")
-    table.add_column("kind", no_wrap=True)
-    table.add_column("created", no_wrap=True)
+    if wide:
+        table.add_column("kind", no_wrap=True)
+        table.add_column("created", no_wrap=True)
     table.add_column("metrics", min_width=18)
-    table.add_column("examples", justify="right")
+    table.add_column("examples", justify="right", no_wrap=True)
     for version in versions:
         card = version.card
         metrics = " ".join(f"{SHORT_METRIC_NAMES.get(k, k)}={format_number(v)}" for k, v in card.key_metrics().items())
+        kind = "classifier" if card.kind == "classification" else card.kind
         table.add_row(
             version.ref,
             "[green]*[/]" if version.active else "",
-            "classifier" if card.kind == "classification" else card.kind,
-            card.created_at[:10],
+            *([kind, card.created_at[:10]] if wide else []),
             metrics or "-",
             str(card.train_examples),
         )
@@ -73,6 +75,7 @@ def build(ctx: SuiteContext) -> typer.Typer:
         plugin: str = typer.Option(None, "--plugin", "-p", help="only this plugin's models"),
         task: str = typer.Option(None, "--task", "-t", help="only this task's models"),
         as_json: bool = typer.Option(False, "--json", help="JSON instead of a table"),
+        wide: bool = typer.Option(False, "--wide", help="also the kind and creation date"),
     ) -> None:
         """List registered model versions; '*' marks the active one of each task."""
         versions = registry().list(plugin, task)
@@ -81,7 +84,7 @@ def build(ctx: SuiteContext) -> typer.Typer:
         elif not versions:
             console.print("no models registered")
         else:
-            console.print(versions_table(versions))
+            console.print(versions_table(versions, wide or console.width >= 100))
 
     @app.command("show")
     def show_command(

@@ -75,18 +75,24 @@ def open_backend(ctx: SuiteContext) -> SearchBackend:
     return ctx.search
 
 
-def hits_table(hits: list[Hit], mode: str) -> Table:
-    table = Table("#", "id", "score", box=box.SIMPLE_HEAD)
+def hits_table(hits: list[Hit], mode: str, wide: bool = False) -> Table:
+    """One row per hit: the id over the start of its text; metadata only with ``wide``."""
+    table = Table("#", "hit", "score", box=box.SIMPLE_HEAD)
     if mode == "hybrid":
-        table.add_column("bm25 #")
-        table.add_column("vector #")
-    table.add_column("text", overflow="fold", ratio=3)
-    table.add_column("metadata", overflow="fold", ratio=1)
+        table.add_column("bm25 #", justify="right")
+        table.add_column("vector #", justify="right")
+    if wide:
+        table.add_column("metadata", overflow="fold", ratio=1)
+    table.columns[1].ratio = 3
+    table.columns[1].overflow = "fold"
+    limit = 400 if wide else 160
     for rank, hit in enumerate(hits, start=1):
         ranks = [str(hit.bm25_rank or "-"), str(hit.vector_rank or "-")] if mode == "hybrid" else []
-        text = hit.text if len(hit.text) <= 200 else hit.text[:199] + "…"
-        metadata = json.dumps(hit.metadata, ensure_ascii=False) if hit.metadata else ""
-        table.add_row(str(rank), escape(hit.id), f"{hit.score:.4f}", *ranks, escape(text), escape(metadata))
+        flat = " ".join(hit.text.split())
+        text = flat if len(flat) <= limit else flat[: limit - 1] + "…"
+        metadata = [escape(json.dumps(hit.metadata, ensure_ascii=False)) if hit.metadata else ""] if wide else []
+        cell = f"[bold]{escape(hit.id)}[/]\n{escape(text)}"
+        table.add_row(str(rank), cell, f"{hit.score:.4f}", *ranks, *metadata)
     return table
 
 
@@ -121,6 +127,7 @@ def build(ctx: SuiteContext) -> typer.Typer:
             None, "--filter", "-f", help="key=value (repeat a key for any-of), key>=value, key<value..."
         ),
         as_json: bool = typer.Option(False, "--json", help="JSON instead of a table"),
+        wide: bool = typer.Option(False, "--wide", help="longer texts and each hit's metadata"),
     ) -> None:
         """Search an index; vector and hybrid modes embed TEXT with the configured embedder."""
         backend = open_backend(ctx)
@@ -135,7 +142,7 @@ def build(ctx: SuiteContext) -> typer.Typer:
         elif not hits:
             console.print("no matches")
         else:
-            console.print(hits_table(hits, chosen))
+            console.print(hits_table(hits, chosen, wide))
 
     @app.command("drop")
     def drop_command(

@@ -62,9 +62,13 @@ def test_train_command_registers_a_version(suite, tmp_path: Path) -> None:
     rows = ["text,label"] + [f"Profit rose strongly in quarter {n},positive" for n in range(8)]
     rows += [f"Losses widened badly in quarter {n},negative" for n in range(8)]
     data.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    code, out, err = suite("sentiment", "train", "--data", str(data), "--max-steps", "2", "--no-topic")
-    assert code == 0, err
+    code, out, err = suite("sentiment", "train", "--data", str(data), "--max-steps", "2")
+    assert code == 0, err  # what the data supports was trained; the topic task says why it was not
     assert "registered sentiment/sentiment@v1" in out
+    [skipped] = [line for line in out.splitlines() if line.startswith("skipped")]
+    assert skipped.startswith("skipped sentiment:topic: the data has no 'topic' column") and "topic = false" in skipped
+    code, out, err = suite("sentiment", "train", "--data", str(data), "--max-steps", "1", "--topic")
+    assert code == 2 and "error: the data has no 'topic' column" in err  # asked for by name: a failure
     bad = tmp_path / "bad.csv"
     bad.write_text("text,label\nfine,great\n", encoding="utf-8")
     code, _, err = suite("sentiment", "train", "--data", str(bad), "--no-topic")
@@ -83,6 +87,7 @@ def test_score_commands(suite, with_models: Path, tmp_path: Path) -> None:
     texts.write_text("Shares plunged.\n\nRevenue jumped.\n", encoding="utf-8")
     code, out, _ = suite("sentiment", "score", "--file", str(texts))
     assert code == 0 and "Shares plunged." in out and "Revenue jumped." in out
+    assert "neutral" in out and "P(positive) - P(negative)" in out  # the three probabilities, the score explained
     latin = tmp_path / "latin.txt"
     latin.write_bytes("Caf\xe9 sales fell\n".encode("latin-1"))
     code, _, err = suite("sentiment", "score", "--file", str(latin))
