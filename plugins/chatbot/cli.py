@@ -104,7 +104,7 @@ def build(ctx: SuiteContext) -> typer.Typer:
 
     @group.command("feedback")
     def feedback(
-        exchange_id: int = typer.Argument(..., help="the exchange id printed with an answer"),
+        exchange_id: int = typer.Argument(..., help="the feedback id printed with an answer"),
         rating: str = typer.Argument(None, help="up or down"),
         intent: str = typer.Option(None, "--intent", help="the intent the message really had"),
     ) -> None:
@@ -212,4 +212,5 @@ def print_answer(answer: ChatAnswer, out: Console) -> None:
         out.print(f"    [dim]\\[{number}] {escape(citation.title)} ({escape(where)}) {citation.score:.2f}[/]")
     if answer.handoff_reason:
         out.print(f"    [dim]hand-off: {escape(answer.handoff_reason)}[/]")
-    out.print(f"    [dim]conversation {answer.conversation_id}, exchange {answer.exchange_id}[/]")
+    # The exchange id is the log's row id (for `suite chatbot feedback ID up|down`), not a turn count.
+    out.print(f"    [dim]conversation {answer.conversation_id}; feedback id {answer.exchange_id}[/]")
