@@ -12,7 +12,8 @@ PIP_EXTRA ?=
 $(BIN)/suite: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(PIP_EXTRA) "$(TORCH)" -e ".[test]"
+	@echo "installing the suite, torch and the models into $(VENV) (about 1 GB to download the first time)"
+	$(BIN)/python -m pip install $(PIP_EXTRA) "$(TORCH)" -e ".[test]"
 	@touch $@
 
 # The example plugin lives outside the suite's package; its tests run with the suite's.
@@ -25,11 +26,13 @@ install: $(BIN)/suite
 quickstart: install
 	$(BIN)/suite quickstart
 
-# Debian's chromium drives tests/web (they skip, saying why, without it).
+# Debian's chromium drives tests/web (they skip, saying why, without it). Installed only as root
+# with apt-get, and `make test` says so before it does; SKIP_BROWSER=1 never installs it.
 browser:
-	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	@test -x /usr/bin/chromium || [ -n "$(SKIP_BROWSER)" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && echo "make test: installing Debian's chromium (apt-get install chromium) for the browser tests in tests/web" \
 	  && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
-	  || echo "no chromium: browser tests will skip"
+	  || echo "no chromium: the browser tests in tests/web will skip (run as root with apt-get to install it)"
 
 test: install $(VENV)/.examples browser
 	$(BIN)/python -m pytest
