@@ -65,6 +65,8 @@ def create_app(ctx: SuiteContext, http: HttpConfig | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx.startup()
+        # Before the first request (and /ready) is answered: models loaded and traced, indexes read.
+        ctx.plugins.call_each("suite_warm_up", ctx=ctx)
         try:
             yield
         finally:

@@ -72,6 +72,18 @@ def suite_startup(ctx: SuiteContext) -> None:
 
 
 @hookspec
+def suite_warm_up(ctx: SuiteContext) -> None:
+    """Load now what a request would otherwise load on first use (models, indexes, pipelines).
+
+    Called by the HTTP server at start-up, after ``suite_startup`` and before the server
+    answers any request, ``/ready`` included, so that the first request is as fast as the
+    hundredth. Never called by one-shot CLI commands, which load only what they use. Do
+    nothing for what is not trained or configured yet; an exception here is logged with the
+    plugin's name and does not stop the server.
+    """
+
+
+@hookspec
 def suite_shutdown(ctx: SuiteContext) -> None:
     """Release what ``suite_startup`` or later calls acquired (connections, threads).
 

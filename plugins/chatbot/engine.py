@@ -126,6 +126,7 @@ class Chatbot:
     def warm_up(self) -> None:
         """Load everything the first answer would (classifier, spaCy, embedder, tables) ahead of time."""
         model = self.model()
+        model.classifier.prepare()  # traced now rather than on the second request
         model.predict("hello")
         self.templates  # noqa: B018 - parses the templates file
         self.ctx.preprocessor.entities(["send $5 tomorrow"])

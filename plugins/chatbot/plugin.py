@@ -106,3 +106,12 @@ def suite_cli_examples(ctx: SuiteContext) -> list[list[str]]:
         [PLUGIN, "ask", "what are the fees for paying abroad in another currency?"],
         [PLUGIN, "ask", "write me a poem about the sea"],  # out of scope: retrieval or hand-off
     ]
+
+
+@hookimpl
+def suite_warm_up(ctx: SuiteContext) -> None:
+    if ctx.registry.active(PLUGIN, INTENT_TASK) is None:
+        return  # nothing trained yet: requests say so
+    from plugins.chatbot.engine import Chatbot
+
+    Chatbot(ctx).warm_up()

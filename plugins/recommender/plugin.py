@@ -77,3 +77,12 @@ def suite_cli_examples(ctx: SuiteContext) -> list[list[str]]:
         ["recommend", "--interests", "training for a long bike ride", "-k", "3"],
         ["recommender", "similar", "stock-from-scraps", "-k", "3"],
     ]
+
+
+@hookimpl
+def suite_warm_up(ctx: SuiteContext) -> None:
+    if ctx.registry.active(NAME, "biencoder") is None:
+        return  # nothing trained yet: /ready says so
+    from plugins.recommender.service import get_recommender
+
+    get_recommender(ctx).recommend(None, 1, interests="warm-up")  # loads the model, catalogue and index

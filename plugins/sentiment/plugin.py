@@ -135,3 +135,13 @@ def suite_cli_examples(ctx: SuiteContext) -> list[list[str]]:
         ["alerts", "list"],
         ["monitor", "report", "NWBK", "--bucket", "6h"],
     ]
+
+
+@hookimpl
+def suite_warm_up(ctx: SuiteContext) -> None:
+    from plugins.sentiment.model import SENTIMENT_TASK, TOPIC_TASK, load_classifier
+
+    for task in (SENTIMENT_TASK, TOPIC_TASK):
+        classifier = load_classifier(ctx, task, required=False)
+        if classifier is not None:
+            classifier.prepare().predict_proba(["Shares rose after the results."])

@@ -38,6 +38,9 @@ NEAR_TIE_MARGIN = 0.1
 # Rows x tokens of one forward pass at most: 64 sentences of PhraseBank length fit, 512-token
 # texts go 8 at a time (on a 2-core CPU 20-30% faster than 64 at a time; BENCHMARKS.md).
 MAX_BATCH_TOKENS = 4096
+# A first call with this many texts is worth tracing for (tracing costs about as much as
+# scoring a few hundred sentences eagerly, and saves 15-30% on each later one).
+TRACE_BATCH_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,15 @@ class TextClassifier:
         logits=None,
         fast_model: torch.nn.Module | None = None,
         runner: torch.nn.Module | None = None,
+        trace: bool = False,
     ) -> None:
         self.model = model.eval()
+        # Tracing costs a few forward passes and JIT passes (seconds on a busy laptop): a
+        # one-shot command never pays it back, a server does. So it waits for ``prepare()``,
+        # a second call or a big batch; until then the eager model answers (same outputs).
+        self._trace_pending = trace
+        self._calls = 0
+        self._prepare_lock = threading.Lock()
         # What runs ``model``'s float32 forward pass: a trace of it, or None for ``model`` itself.
         self._exact = runner if runner is not None else self.model
         # ``logits(input_ids, mask)``: another engine for the forward pass (ONNX Runtime); None is torch.
@@ -150,14 +160,25 @@ class TextClassifier:
                 warnings.simplefilter("ignore")
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
             return cls(model, tokenizer, device=target, max_length=max_length)
-        fast_model = runner = None
-        if resolved == "bfloat16":
-            fast_model = copy.deepcopy(model).to(torch.bfloat16)
-        if target.type == "cpu":
-            runner = traced_for_inference(model, tokenizer, tolerance=FLOAT32_TOLERANCE)
-            if fast_model is not None:
-                fast_model = traced_for_inference(fast_model, tokenizer, tolerance=BFLOAT16_TOLERANCE)
-        return cls(model, tokenizer, device=target, max_length=max_length, fast_model=fast_model, runner=runner)
+        fast_model = copy.deepcopy(model).to(torch.bfloat16) if resolved == "bfloat16" else None
+        trace = target.type == "cpu"
+        return cls(model, tokenizer, device=target, max_length=max_length, fast_model=fast_model, trace=trace)
+
+    def prepare(self) -> TextClassifier:
+        """Trace the forward passes now (on a CPU), so that the next call is as fast as any later one.
+
+        A server calls this at start-up; otherwise it happens before the second call or the
+        first batch of ``TRACE_BATCH_ROWS`` texts. Returns ``self``.
+        """
+        with self._prepare_lock:
+            if self._trace_pending:
+                self._exact = traced_for_inference(self.model, self.tokenizer, tolerance=FLOAT32_TOLERANCE)
+                if self._fast_model is not None:
+                    self._fast_model = traced_for_inference(
+                        self._fast_model, self.tokenizer, tolerance=BFLOAT16_TOLERANCE
+                    )
+                self._trace_pending = False
+        return self
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Class probabilities, shape ``(len(texts), len(self.labels))``, columns in ``self.labels`` order."""
@@ -165,6 +186,9 @@ class TextClassifier:
         probabilities = np.empty((len(texts), len(self.labels)), dtype=np.float32)
         if not texts:
             return probabilities
+        self._calls += 1
+        if self._trace_pending and (self._calls > 1 or len(texts) >= TRACE_BATCH_ROWS):
+            self.prepare()
         with self._tokenizer_lock:
             ids = self.tokenizer(
                 texts,

@@ -45,7 +45,9 @@ def test_transformers_pipeline_loads_it_with_identical_predictions(trained_class
 
     texts = [row.text for row in intent_rows] + UNSEEN
     classifier = TextClassifier.from_pretrained(trained_classifier.model_dir)
-    assert type(classifier._exact).__name__ == "TracedClassifier"  # the fast path is in use
+    assert classifier.model is classifier._exact  # eager until a second call: a one-shot command never traces
+    classifier.predict(UNSEEN[:1])
+    assert type(classifier.prepare()._exact).__name__ == "TracedClassifier"  # the fast path is in use
     reference = pipeline("text-classification", model=str(trained_classifier.model_dir), device=-1)
     for batch_size in (1, 8, 64):
         ours = classifier.predict(texts, batch_size=batch_size)
@@ -84,7 +86,7 @@ def test_bfloat16_scoring_keeps_the_float32_labels_by_rescoring_near_ties(traine
     exact = TextClassifier.from_pretrained(trained_classifier.model_dir)
     fast = TextClassifier.from_pretrained(trained_classifier.model_dir, precision="bfloat16")
     assert (exact.precision, fast.precision) == ("float32", "bfloat16")
-    assert type(fast._fast_model).__name__ == "TracedClassifier"  # the traced fast path is in use
+    assert type(fast.prepare()._fast_model).__name__ == "TracedClassifier"  # the traced fast path is in use
     reference = exact.predict_proba(texts)
     for batch_size in (1, 8, 64):
         fast_probabilities = fast.predict_proba(texts, batch_size)
