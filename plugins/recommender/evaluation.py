@@ -25,6 +25,7 @@ import numpy as np
 
 from plugins.recommender.options import RankingWeights, RecommenderOptions
 from plugins.recommender.pipeline import CollaborativeModel, MatrixCatalogue, Query, collaborative_model, rank_items
+from services.progress import progress_bar
 from suite.errors import DataError
 
 if TYPE_CHECKING:
@@ -212,26 +213,40 @@ def evaluate(
     if unknown:
         raise DataError(f"unknown evaluation method(s): {', '.join(unknown)} (known: {', '.join(blends)})")
     report: dict[str, dict[str, float]] = {}
-    for method in methods:
-        recalls, ndcgs = [], []
-        for user in users:
-            history = [item for item in split.train.get(user, []) if item in catalogue.position]
-            # Recency by position only where positions are chronological, and never for baselines.
-            recency = split.chronological and method not in BASELINES
-            weights = _position_weights(len(history), options) if recency else np.ones(len(history))
-            query = Query(history=history, weights=list(weights), exclude=set(history), k=k)
-            collaborative = models["cosine" if method == "item-knn" else "configured"]
-            ranked = [
-                r.item for r in rank_items(catalogue, collaborative, query, options, blends[method], explain=False)
-            ]
-            recalls.append(recall_at_k(ranked, split.test[user], k))
-            ndcgs.append(ndcg_at_k(ranked, split.test[user], k))
-        report[method] = {
-            f"recall@{k}": float(np.mean(recalls)) if recalls else 0.0,
-            f"ndcg@{k}": float(np.mean(ndcgs)) if ndcgs else 0.0,
-            "users": len(users),
-        }
+    with progress_bar(len(methods) * len(users), "evaluating", "user", leave=False) as bar:
+        for method in methods:
+            report[method] = _evaluate_method(method, users, split, catalogue, models, options, blends, k, bar)
     return report
+
+
+def _evaluate_method(
+    method: str,
+    users: list[str],
+    split: Split,
+    catalogue: MatrixCatalogue,
+    models: dict[str, Any],
+    options: RecommenderOptions,
+    blends: dict[str, Any],
+    k: int,
+    bar: Any,
+) -> dict[str, float]:
+    recalls, ndcgs = [], []
+    for user in users:
+        bar.update()
+        history = [item for item in split.train.get(user, []) if item in catalogue.position]
+        # Recency by position only where positions are chronological, and never for baselines.
+        recency = split.chronological and method not in BASELINES
+        weights = _position_weights(len(history), options) if recency else np.ones(len(history))
+        query = Query(history=history, weights=list(weights), exclude=set(history), k=k)
+        collaborative = models["cosine" if method == "item-knn" else "configured"]
+        ranked = [r.item for r in rank_items(catalogue, collaborative, query, options, blends[method], explain=False)]
+        recalls.append(recall_at_k(ranked, split.test[user], k))
+        ndcgs.append(ndcg_at_k(ranked, split.test[user], k))
+    return {
+        f"recall@{k}": float(np.mean(recalls)) if recalls else 0.0,
+        f"ndcg@{k}": float(np.mean(ndcgs)) if ndcgs else 0.0,
+        "users": len(users),
+    }
 
 
 def _position_weights(n: int, options: RecommenderOptions) -> np.ndarray:
@@ -275,7 +290,7 @@ def evaluate_store(
         return evaluate(recommender.components(), split, k, methods, seed=seed), note
     with tempfile.TemporaryDirectory(dir=ctx.plugin_dir("recommender"), prefix="evaluate-") as scratch:
         result = fine_tune(
-            ctx, split.train, recommender.item_texts(), recommender.options, {}, Path(scratch) / "model", progress=False
+            ctx, split.train, recommender.item_texts(), recommender.options, {}, Path(scratch) / "model", progress=True
         )
         components = recommender.components(str(result.model_dir))
     return evaluate(

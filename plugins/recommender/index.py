@@ -106,7 +106,7 @@ class ItemIndex:
         return Document(item.id, item_text(item, self.options.text_template), vector, metadata)
 
     # -- writing ----------------------------------------------------------------------
-    def ensure_current(self, progress: bool = False) -> bool:
+    def ensure_current(self, progress: bool = True) -> bool:
         """Re-embed everything if the model changed or the index is not complete; True if it did."""
         model = self.model()
         if self._is_current(model):
@@ -123,7 +123,7 @@ class ItemIndex:
             return False
         return self.search.count(self.name) == self.store.stats()["items"]
 
-    def rebuild(self, model: ModelChoice | None = None, progress: bool = False) -> int:
+    def rebuild(self, model: ModelChoice | None = None, progress: bool = True) -> int:
         """Embed every stored item with ``model``; returns the number of items.
 
         With an index of the same dimension the vectors are replaced in place, so queries

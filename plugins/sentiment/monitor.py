@@ -41,6 +41,7 @@ from plugins.sentiment.model import (
 from plugins.sentiment.rules import AlertCandidate, cooled_down, evaluate, rule_subjects
 from plugins.sentiment.sources import FetchWindow, RunMessage, fetch, normalise
 from plugins.sentiment.store import AlertRecord, RunRecord, ScoreUpdate, SentimentStore
+from services.progress import progress_bar
 from suite.errors import NotFoundError, SuiteError, one_line
 
 if TYPE_CHECKING:
@@ -228,7 +229,12 @@ class Monitor:
     def _score_pending(self, rec: RunRecorder) -> None:
         """Score pending documents batch by batch; each batch commits on its own."""
         batch_size = self.options.score_batch_size
+        with progress_bar(self.store.count_pending(), "scoring", "doc", leave=False) as bar:
+            self._score_batches(rec, batch_size, bar)
+
+    def _score_batches(self, rec: RunRecorder, batch_size: int, bar: Any) -> None:
         while batch := self.store.pending(batch_size):
+            bar.update(len(batch))
             texts = [document_text(doc.title, doc.text) for doc in batch]
             scores = list(self.scorer(texts))
             topics = self.topic_scorer(texts)
@@ -289,17 +295,19 @@ class Monitor:
         fired_here: dict[str, datetime] = {}
         raised: list[AlertRecord] = []
         since = self.store.first_published_at()
-        for now in points:
-            visible = docs[bisect.bisect_right(stamps, now - span) : bisect.bisect_right(stamps, now)]
-            candidates = self._candidates(rules, visible, topics, now, since)
-            if not candidates:
-                continue
-            last = {**self.store.last_alert_times(c.key for c in candidates), **fired_here}
-            fire, suppressed = cooled_down(candidates, last, cooldowns, now)
-            rec.counts["suppressed"] += len(suppressed)
-            for candidate in fire:
-                raised.append(self._raise(rec, candidate, now, run_id, dispatch=dispatch, backfill=backfill))
-                fired_here[candidate.key] = now
+        with progress_bar(len(points), "backfill", "window", enabled=backfill, leave=False) as bar:
+            for now in points:
+                bar.update()
+                visible = docs[bisect.bisect_right(stamps, now - span) : bisect.bisect_right(stamps, now)]
+                candidates = self._candidates(rules, visible, topics, now, since)
+                if not candidates:
+                    continue
+                last = {**self.store.last_alert_times(c.key for c in candidates), **fired_here}
+                fire, suppressed = cooled_down(candidates, last, cooldowns, now)
+                rec.counts["suppressed"] += len(suppressed)
+                for candidate in fire:
+                    raised.append(self._raise(rec, candidate, now, run_id, dispatch=dispatch, backfill=backfill))
+                    fired_here[candidate.key] = now
         rec.counts["alerts"] += len(raised)
         return raised
 

@@ -100,3 +100,20 @@ def test_verbosity_flags_work_after_any_command():
     assert hoist_verbosity_flags(["chatbot", "ask", "hi", "-q"]) == ["-q", "chatbot", "ask", "hi"]
     assert hoist_verbosity_flags(["-c", "x.toml", "train", "-vv"]) == ["-vv", "-c", "x.toml", "train"]
     assert hoist_verbosity_flags(["chatbot", "ask", "--", "-q"]) == ["chatbot", "ask", "--", "-q"]
+
+
+def test_progress_bars_show_on_a_terminal_only_and_never_when_quiet(monkeypatch):
+    import io
+
+    from services import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert progress.progress_bar(10, "piped", file=io.StringIO()).disable  # piped: nothing printed
+    shown = progress.progress_bar(10, "work", "doc", file=Terminal())
+    assert not shown.disable and "doc" in str(shown)  # rate and ETA on a terminal
+    shown.close()
+    monkeypatch.setattr(progress, "_quiet", True)
+    assert progress.progress_bar(10, "quiet", file=Terminal()).disable
