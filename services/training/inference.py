@@ -69,12 +69,14 @@ class TextClassifier:
         fast_model: torch.nn.Module | None = None,
         runner: torch.nn.Module | None = None,
         trace: bool = False,
+        bfloat16: bool = False,
     ) -> None:
         self.model = model.eval()
         # Tracing costs a few forward passes and JIT passes (seconds on a busy laptop): a
         # one-shot command never pays it back, a server does. So it waits for ``prepare()``,
         # a second call or a big batch; until then the eager model answers (same outputs).
         self._trace_pending = trace
+        self._bfloat16_pending = bfloat16 and fast_model is None  # the copy is made by prepare() too
         self._calls = 0
         self._prepare_lock = threading.Lock()
         # What runs ``model``'s float32 forward pass: a trace of it, or None for ``model`` itself.
@@ -84,7 +86,7 @@ class TextClassifier:
         self.runtime: str = "torch" if logits is None else "onnx"
         # A bfloat16 copy that scores first; ``model`` re-scores its near ties.
         self._fast_model = fast_model.eval() if fast_model is not None else None
-        self.precision: str = "float32" if fast_model is None else "bfloat16"
+        self.precision: str = "bfloat16" if fast_model is not None or bfloat16 else "float32"
         self.rechecked = 0  # rows re-scored in float32 so far
         self.tokenizer = tokenizer
         self.device = device
@@ -160,17 +162,21 @@ class TextClassifier:
                 warnings.simplefilter("ignore")
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
             return cls(model, tokenizer, device=target, max_length=max_length)
-        fast_model = copy.deepcopy(model).to(torch.bfloat16) if resolved == "bfloat16" else None
-        trace = target.type == "cpu"
-        return cls(model, tokenizer, device=target, max_length=max_length, fast_model=fast_model, trace=trace)
+        trace, bfloat16 = target.type == "cpu", resolved == "bfloat16"
+        return cls(model, tokenizer, device=target, max_length=max_length, trace=trace, bfloat16=bfloat16)
 
     def prepare(self) -> TextClassifier:
-        """Trace the forward passes now (on a CPU), so that the next call is as fast as any later one.
+        """Make the bfloat16 copy and trace the forward passes (on a CPU) now, so that the next call
+        is as fast as any later one.
 
         A server calls this at start-up; otherwise it happens before the second call or the
-        first batch of ``TRACE_BATCH_ROWS`` texts. Returns ``self``.
+        first batch of ``TRACE_BATCH_ROWS`` texts (until then the float32 model answers: the
+        labels are the same). Returns ``self``.
         """
         with self._prepare_lock:
+            if self._bfloat16_pending:
+                self._fast_model = copy.deepcopy(self.model).to(torch.bfloat16).eval()
+                self._bfloat16_pending = False
             if self._trace_pending:
                 self._exact = traced_for_inference(self.model, self.tokenizer, tolerance=FLOAT32_TOLERANCE)
                 if self._fast_model is not None:
@@ -187,7 +193,7 @@ class TextClassifier:
         if not texts:
             return probabilities
         self._calls += 1
-        if self._trace_pending and (self._calls > 1 or len(texts) >= TRACE_BATCH_ROWS):
+        if (self._trace_pending or self._bfloat16_pending) and (self._calls > 1 or len(texts) >= TRACE_BATCH_ROWS):
             self.prepare()
         with self._tokenizer_lock:
             ids = self.tokenizer(

@@ -1,0 +1,117 @@
+"""Cold start of the CLI: ``suite --help`` and one request of each plugin from a fresh process,
+side by side with ``python -c "import torch"`` (the floor of any command that runs a model) in
+one hyperfine run (Debian package ``hyperfine``).
+
+    python -m bench.cold_start                          # quick-starts a data dir first (few training steps)
+    python -m bench.cold_start --data-dir DIR           # an existing quick-started data dir
+    python -m bench.cold_start --baseline ../main       # also the same commands from another checkout
+
+Each command runs as ``env PYTHONPATH=CHECKOUT python -m suite ...`` with one warm-up run (the
+files are in the page cache; the process, its imports and its models are cold).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.common import ROOT, command_line, table, write_results
+
+SMALL_TRAINING = """\
+[training]
+num_threads = 1
+[plugins.chatbot]
+max_steps = 6
+refit = "never"
+[plugins.recommender.training]
+max_steps = 2
+[plugins.sentiment.training]
+max_steps = 6
+"""
+REQUESTS = [
+    ("suite --help", ["--help"]),
+    ("suite chatbot --help", ["chatbot", "--help"]),
+    ("suite chatbot ask", ["chatbot", "ask", "how do I activate my card?"]),
+    ("suite sentiment score", ["sentiment", "score", "Shares of Northwind Bank plunged after the profit warning"]),
+    ("suite recommend", ["recommend", "maya", "-k", "5"]),
+]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=None, help="a quick-started data dir (default: make one)")
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout to time side by side")
+    parser.add_argument("--runs", type=int, default=5, help="hyperfine runs per command")
+    return parser.parse_args()
+
+
+def quickstart(data_dir: Path, config: Path) -> None:
+    env = {**os.environ, "SUITE_DATA_DIR": str(data_dir), "SUITE_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-m", "suite", "-q", "quickstart"], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def suite_command(checkout: Path, args: list[str]) -> str:
+    return shlex.join(["env", f"PYTHONPATH={checkout}", sys.executable, "-m", "suite", *args])
+
+
+def hyperfine(commands: list[tuple[str, str]], runs: int, env: dict[str, str]) -> list[dict]:
+    with tempfile.NamedTemporaryFile(suffix=".json") as export:
+        argv = ["hyperfine", "--shell=none", "--warmup", "1", "--runs", str(runs), "--export-json", export.name]
+        for name, command in commands:
+            argv += ["--command-name", name, command]
+        subprocess.run(argv, env=env, check=True)
+        return json.loads(Path(export.name).read_text())["results"]
+
+
+def main() -> None:
+    args = parse_args()
+    if shutil.which("hyperfine") is None:
+        print("SKIP: hyperfine not found (apt-get install hyperfine)")
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        config = Path(scratch) / "small.toml"
+        config.write_text(SMALL_TRAINING)
+        data_dir = args.data_dir or Path(scratch) / "data"
+        if args.data_dir is None:
+            quickstart(data_dir, config)
+        env = {**os.environ, "SUITE_DATA_DIR": str(data_dir), "SUITE_CONFIG": str(config), "COLUMNS": "80"}
+        commands = [('python -c "import torch"', shlex.join([sys.executable, "-c", "import torch"]))]
+        for name, argv in REQUESTS:
+            commands.append((name, suite_command(ROOT, argv)))
+            if args.baseline:
+                commands.append((f"{name} (baseline)", suite_command(args.baseline.resolve(), argv)))
+        load_before = os.getloadavg()[0]
+        results = hyperfine(commands, args.runs, env)
+        load_after = os.getloadavg()[0]
+    floor = results[0]["mean"]
+    rows = [
+        [
+            r["command"],
+            f"{r['mean']:.3f} ± {r['stddev']:.3f}",
+            f"{r['min']:.3f}",
+            f"{r['max']:.3f}",
+            f"{r['mean'] / floor:.2f}x",
+        ]
+        for r in results
+    ]
+    body = (
+        f"hyperfine, {args.runs} runs after 1 warm-up run each, all commands in one invocation, alternating "
+        f"per command; a data dir quick-started with a few training steps (the models have the default "
+        f"size); COLUMNS=80. One-minute load average {load_before:.1f} before, {load_after:.1f} after "
+        f"(2 cores: above 2 the machine was shared with other work, so compare the ratios, not the seconds)."
+        + (f" Baseline: the same commands from `{args.baseline}`." if args.baseline else "")
+        + "\n\n"
+        + table(["command", "mean s", "min s", "max s", "mean / import torch"], rows)
+    )
+    write_results("Cold start", command_line("bench.cold_start"), body)
+
+
+if __name__ == "__main__":
+    main()
