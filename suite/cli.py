@@ -18,16 +18,20 @@ from collections.abc import Sequence
 from importlib import import_module
 from pathlib import Path
 
-import typer
-from rich import box
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+# Plain click help and usage errors: typer's rich help imports Markdown, pretty-printing and attrs,
+# a fifth of a `suite --help`. Read by typer when it is imported, hence before the imports below.
+os.environ.setdefault("TYPER_USE_RICH", "0")
 
-from suite import __version__
-from suite.context import SuiteContext
-from suite.errors import SuiteError, one_line
-from suite.training_tasks import TrainingSkipped, TrainingTask
+import typer  # noqa: E402
+from rich import box  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from suite import __version__  # noqa: E402
+from suite.context import SuiteContext  # noqa: E402
+from suite.errors import SuiteError, one_line  # noqa: E402
+from suite.training_tasks import TrainingSkipped, TrainingTask  # noqa: E402
 
 # Command groups of the shared services, each a module with ``build(ctx) -> typer.Typer``.
 SERVICE_COMMAND_GROUPS = {
@@ -96,7 +100,7 @@ def root_callback(
     config: str = typer.Option(None, "--config", "-c", help="TOML file (default: $SUITE_CONFIG, ./suite.toml)"),
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Show version."),
     verbose: int = typer.Option(
-        0, "--verbose", "-v", count=True, help="more log lines (-vv: debug); works after any command too"
+        0, "--verbose", "-v", count=True, show_default=False, help="more log lines (-vv: debug); after any command too"
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="errors only, no progress bars; works after any command"),
 ) -> None:
