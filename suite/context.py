@@ -75,7 +75,7 @@ class SuiteContext:
     def shutdown(self) -> None:
         if self._started:
             self._started = False
-            self.plugins.call_each("suite_shutdown", reverse=True, ctx=self)
+            self.plugins.call_each("suite_shutdown", ctx=self)
         if "database" in self.__dict__:
             self.database.dispose()
 

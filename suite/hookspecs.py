@@ -3,9 +3,16 @@
 A plugin is a module (or object) with functions named after these hooks and decorated
 with :data:`hookimpl`. It is discovered through the ``suite.plugins`` entry-point group.
 Every hook receives only the arguments it names, so a plugin may accept a subset
-(pluggy passes arguments by name). Hooks are called in the order documented on each,
-and a plugin that implements a name starting with ``suite_`` that is not listed here
-is rejected at start-up.
+(pluggy passes arguments by name). A plugin that implements a name starting with
+``suite_`` that is not listed here is rejected at start-up.
+
+Every call goes through pluggy's hook caller, so pluggy's documented semantics hold:
+implementations run last-registered first, ``@hookimpl(tryfirst=True)`` /
+``trylast=True`` move one to the front / back, ``wrapper=True`` and ``hookwrapper=True``
+implementations wrap the others, and a ``firstresult`` hook stops at the first
+non-``None`` result. :data:`DISPATCH` says, per hook, how the core calls it (the
+"Dispatch" paragraph of each docstring says the same; see docs/plugins.md, "Call order
+and isolation").
 
 ``ctx`` is always the :class:`suite.context.SuiteContext`: the effective settings and
 lazy handles to the shared services (``ctx.preprocessor``, ``ctx.embedder()``,
@@ -14,6 +21,7 @@ lazy handles to the shared services (``ctx.preprocessor``, ``ctx.embedder()``,
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -36,6 +44,18 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
+class Dispatch(Enum):
+    """How the core calls a hook. Each is a pluggy hook call: order, wrappers and firstresult are pluggy's."""
+
+    PER_PLUGIN = "per plugin"
+    """About one plugin: that plugin's implementations only, inside every plugin's wrappers."""
+    ISOLATED = "isolated"
+    """One call per plugin that implements it (pluggy's order, every wrapper around each call); a plugin that
+    raises is recorded in ``ctx.plugins.failures`` and the others still run."""
+    STRICT = "strict"
+    """Like ``ISOLATED``, but the first plugin that raises stops the call with a ``PluginError`` naming it."""
+
+
 @hookspec(firstresult=True)
 def suite_plugin_info() -> PluginInfo:
     """Describe the plugin.
@@ -45,6 +65,10 @@ def suite_plugin_info() -> PluginInfo:
 
     :return: a :class:`suite.plugins.PluginInfo` with a one-line ``description`` and,
         optionally, a ``version`` (default: the installed distribution's version).
+
+    Dispatch: per plugin, ``firstresult``: the plugin's first non-``None`` answer counts,
+    inside every plugin's wrappers. One that raises marks that plugin ``failed`` in the
+    listing; the others are still listed.
     """
 
 
@@ -59,6 +83,9 @@ def suite_config_model() -> type[BaseModel]:
     ``ctx.plugin_options(name)``.
 
     :return: a pydantic ``BaseModel`` subclass whose fields all have defaults.
+
+    Dispatch: per plugin, ``firstresult``, inside every plugin's wrappers. An exception
+    stops start-up.
     """
 
 
@@ -68,6 +95,9 @@ def suite_startup(ctx: SuiteContext) -> None:
 
     Called once per process, after every plugin is registered and configured, before
     any command, request or job runs. Keep it cheap: load models lazily on first use.
+
+    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
+    that raises is recorded and logged; the others still start.
     """
 
 
@@ -75,7 +105,9 @@ def suite_startup(ctx: SuiteContext) -> None:
 def suite_shutdown(ctx: SuiteContext) -> None:
     """Release what ``suite_startup`` or later calls acquired (connections, threads).
 
-    Called once when the process stops cleanly, in reverse registration order. An
+    Called once when the process stops cleanly, only if ``suite_startup`` ran.
+
+    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). An
     exception here is logged with the plugin's name and does not stop the others.
     """
 
@@ -88,6 +120,9 @@ def suite_cli_commands(cli: typer.Typer, ctx: SuiteContext) -> None:
     ``cli.add_typer(group, name="chatbot")`` or a command with ``@cli.command()``.
     Raise :class:`suite.errors.SuiteError` subclasses inside commands for one-line
     errors; the CLI turns them into a message and a non-zero exit.
+
+    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
+    that raises is recorded and logged; the CLI is built without its commands.
     """
 
 
@@ -107,6 +142,10 @@ def suite_http_routers(ctx: SuiteContext) -> APIRouter | list[APIRouter] | None:
     is declared with ``openapi_extra=suite.http.PUBLIC``. See :mod:`suite.app`.
 
     :return: one ``fastapi.APIRouter``, a list of them, or ``None``.
+
+    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
+    that raises, or returns something other than a router, is recorded; the app starts
+    without that plugin's routes.
     """
 
 
@@ -121,6 +160,9 @@ def suite_training_tasks(ctx: SuiteContext) -> list[TrainingTask]:
     registers the result in ``ctx.registry``.
 
     :return: a list of training tasks (possibly empty).
+
+    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
+    that raises is recorded and logged, and declares no tasks this time.
     """
 
 
@@ -136,6 +178,10 @@ def suite_entity_patterns(ctx: SuiteContext) -> list[dict[str, Any]]:
     plugins share one ruler placed before the statistical NER, so they win overlaps.
 
     :return: a list of pattern dicts.
+
+    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
+    that raises is recorded and contributes no patterns; an invalid pattern stops the
+    pipeline's construction with a ``PluginError`` naming the plugin.
     """
 
 
@@ -146,6 +192,9 @@ def suite_pipeline_components(nlp: Language, ctx: SuiteContext) -> None:
     Called once, right after ``suite_entity_patterns`` is applied. Use
     ``nlp.add_pipe(...)`` with a registered factory; components must be safe for every
     plugin's documents, since the pipeline is shared.
+
+    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
+    that raises is recorded; the pipeline is built without its components.
     """
 
 
@@ -157,6 +206,9 @@ def suite_search_indexes(ctx: SuiteContext) -> list[IndexSpec]:
     ``ctx.search`` to create missing indexes with the right mapping.
 
     :return: a list of :class:`services.search.IndexSpec` (name, vector dimension).
+
+    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
+    that raises is recorded and declares no indexes this time.
     """
 
 
@@ -169,6 +221,10 @@ def suite_scheduled_jobs(ctx: SuiteContext) -> list[JobSpec]:
     recorded as failed with its plugin's name and does not stop the scheduler.
 
     :return: a list of :class:`services.scheduling.JobSpec`.
+
+    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
+    that raises, or returns something other than a ``JobSpec``, is recorded; the other
+    plugins' jobs still run.
     """
 
 
@@ -180,6 +236,9 @@ def suite_alert_sinks(ctx: SuiteContext) -> list[AlertSink]:
     one sink that raises is recorded and does not stop delivery to the others.
 
     :return: a list of objects with a ``name`` and a ``send(alert)`` method.
+
+    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
+    that raises is recorded and contributes no sinks.
     """
 
 
@@ -193,4 +252,26 @@ def suite_cli_examples(ctx: SuiteContext) -> list[list[str]]:
     ``["chatbot", "ask", "I lost my card"]``.
 
     :return: a list of argument lists.
+
+    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
+    that raises is recorded and shows no examples.
     """
+
+
+#: How the core calls each hook (see :class:`Dispatch`). A new hook is added here too: a test checks every
+#: specification has an entry.
+DISPATCH: dict[str, Dispatch] = {
+    "suite_plugin_info": Dispatch.PER_PLUGIN,
+    "suite_config_model": Dispatch.PER_PLUGIN,
+    "suite_startup": Dispatch.ISOLATED,
+    "suite_shutdown": Dispatch.ISOLATED,
+    "suite_cli_commands": Dispatch.ISOLATED,
+    "suite_http_routers": Dispatch.ISOLATED,
+    "suite_training_tasks": Dispatch.ISOLATED,
+    "suite_entity_patterns": Dispatch.ISOLATED,
+    "suite_pipeline_components": Dispatch.ISOLATED,
+    "suite_search_indexes": Dispatch.ISOLATED,
+    "suite_scheduled_jobs": Dispatch.ISOLATED,
+    "suite_alert_sinks": Dispatch.ISOLATED,
+    "suite_cli_examples": Dispatch.ISOLATED,
+}
