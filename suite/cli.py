@@ -67,14 +67,8 @@ def build_app(ctx: SuiteContext) -> typer.Typer:
 
     _add_core_commands(app, ctx)
     _add_quickstart(app, ctx)
-    for name, module in SERVICE_COMMAND_GROUPS.items():
-        try:
-            group = import_module(module).build(ctx)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        app.add_typer(group, name=name)
+    for name, module in SERVICE_COMMAND_GROUPS.items():  # built-in: a missing one is a broken install, not skipped
+        app.add_typer(import_module(module).build(ctx), name=name)
     ctx.plugins.call_each("suite_cli_commands", cli=app, ctx=ctx)
     return app
 
