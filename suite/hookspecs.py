@@ -11,8 +11,8 @@ implementations run last-registered first, ``@hookimpl(tryfirst=True)`` /
 ``trylast=True`` move one to the front / back, ``wrapper=True`` and ``hookwrapper=True``
 implementations wrap the others, and a ``firstresult`` hook stops at the first
 non-``None`` result. :data:`DISPATCH` says, per hook, how the core calls it (the
-"Dispatch" paragraph of each docstring says the same; see docs/plugins.md, "Call order
-and isolation").
+"Dispatch" paragraph of each docstring says the same; see docs/plugins.md, "Call order,
+wrappers and isolation").
 
 ``ctx`` is always the :class:`suite.context.SuiteContext`: the effective settings and
 lazy handles to the shared services (``ctx.preprocessor``, ``ctx.embedder()``,
@@ -63,12 +63,12 @@ def suite_plugin_info() -> PluginInfo:
     Called when the plugin is listed (``suite plugins``, ``GET /api/plugins``), once per
     plugin and only on that plugin.
 
+    Dispatch: per plugin, ``firstresult``: the plugin's first non-``None`` answer
+    counts, inside every plugin's wrappers. One that raises marks that plugin ``failed``
+    in the listing; the others are still listed.
+
     :return: a :class:`suite.plugins.PluginInfo` with a one-line ``description`` and,
         optionally, a ``version`` (default: the installed distribution's version).
-
-    Dispatch: per plugin, ``firstresult``: the plugin's first non-``None`` answer counts,
-    inside every plugin's wrappers. One that raises marks that plugin ``failed`` in the
-    listing; the others are still listed.
     """
 
 
@@ -82,10 +82,10 @@ def suite_config_model() -> type[BaseModel]:
     a one-line error naming the table and the key. Read the result with
     ``ctx.plugin_options(name)``.
 
-    :return: a pydantic ``BaseModel`` subclass whose fields all have defaults.
-
     Dispatch: per plugin, ``firstresult``, inside every plugin's wrappers. An exception
     stops start-up.
+
+    :return: a pydantic ``BaseModel`` subclass whose fields all have defaults.
     """
 
 
@@ -96,8 +96,9 @@ def suite_startup(ctx: SuiteContext) -> None:
     Called once per process, after every plugin is registered and configured, before
     any command, request or job runs. Keep it cheap: load models lazily on first use.
 
-    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
-    that raises is recorded and logged; the others still start.
+    Dispatch: isolated, in pluggy's order (last registered first;
+    ``tryfirst``/``trylast`` honoured). A plugin that raises is recorded and logged; the
+    others still start.
     """
 
 
@@ -107,8 +108,9 @@ def suite_shutdown(ctx: SuiteContext) -> None:
 
     Called once when the process stops cleanly, only if ``suite_startup`` ran.
 
-    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). An
-    exception here is logged with the plugin's name and does not stop the others.
+    Dispatch: isolated, in pluggy's order (last registered first;
+    ``tryfirst``/``trylast`` honoured). An exception here is logged with the plugin's
+    name and does not stop the others.
     """
 
 
@@ -121,8 +123,9 @@ def suite_cli_commands(cli: typer.Typer, ctx: SuiteContext) -> None:
     Raise :class:`suite.errors.SuiteError` subclasses inside commands for one-line
     errors; the CLI turns them into a message and a non-zero exit.
 
-    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
-    that raises is recorded and logged; the CLI is built without its commands.
+    Dispatch: isolated, in pluggy's order (last registered first;
+    ``tryfirst``/``trylast`` honoured). A plugin that raises is recorded and logged; the
+    CLI is built without its commands.
     """
 
 
@@ -141,11 +144,11 @@ def suite_http_routers(ctx: SuiteContext) -> APIRouter | list[APIRouter] | None:
     → 422, others → 400). A route that must be open without an API key (an HTML page)
     is declared with ``openapi_extra=suite.http.PUBLIC``. See :mod:`suite.app`.
 
-    :return: one ``fastapi.APIRouter``, a list of them, or ``None``.
+    Dispatch: isolated, in pluggy's order (last registered first;
+    ``tryfirst``/``trylast`` honoured). A plugin that raises, or returns something other
+    than a router, is recorded; the app starts without that plugin's routes.
 
-    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
-    that raises, or returns something other than a router, is recorded; the app starts
-    without that plugin's routes.
+    :return: one ``fastapi.APIRouter``, a list of them, or ``None``.
     """
 
 
@@ -159,10 +162,11 @@ def suite_training_tasks(ctx: SuiteContext) -> list[TrainingTask]:
     callable that loads the plugin's data, fine-tunes through ``ctx.trainer`` and
     registers the result in ``ctx.registry``.
 
-    :return: a list of training tasks (possibly empty).
+    Dispatch: isolated, in pluggy's order (last registered first;
+    ``tryfirst``/``trylast`` honoured). A plugin that raises is recorded and logged, and
+    declares no tasks this time.
 
-    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
-    that raises is recorded and logged, and declares no tasks this time.
+    :return: a list of training tasks (possibly empty).
     """
 
 
@@ -177,11 +181,12 @@ def suite_entity_patterns(ctx: SuiteContext) -> list[dict[str, Any]]:
     an ``id`` key links a match to an entity of the plugin's own. Patterns from all
     plugins share one ruler placed before the statistical NER, so they win overlaps.
 
-    :return: a list of pattern dicts.
+    Dispatch: isolated, in pluggy's order (last registered first;
+    ``tryfirst``/``trylast`` honoured). A plugin that raises is recorded and contributes
+    no patterns; an invalid pattern stops the pipeline's construction with a
+    ``PluginError`` naming the plugin.
 
-    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
-    that raises is recorded and contributes no patterns; an invalid pattern stops the
-    pipeline's construction with a ``PluginError`` naming the plugin.
+    :return: a list of pattern dicts.
     """
 
 
@@ -193,8 +198,9 @@ def suite_pipeline_components(nlp: Language, ctx: SuiteContext) -> None:
     ``nlp.add_pipe(...)`` with a registered factory; components must be safe for every
     plugin's documents, since the pipeline is shared.
 
-    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
-    that raises is recorded; the pipeline is built without its components.
+    Dispatch: isolated, in pluggy's order (last registered first;
+    ``tryfirst``/``trylast`` honoured). A plugin that raises is recorded; the pipeline
+    is built without its components.
     """
 
 
@@ -205,10 +211,11 @@ def suite_search_indexes(ctx: SuiteContext) -> list[IndexSpec]:
     Called at start-up of commands that touch search (``suite search ...``) and by
     ``ctx.search`` to create missing indexes with the right mapping.
 
-    :return: a list of :class:`services.search.IndexSpec` (name, vector dimension).
+    Dispatch: isolated, in pluggy's order (last registered first;
+    ``tryfirst``/``trylast`` honoured). A plugin that raises is recorded and declares no
+    indexes this time.
 
-    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
-    that raises is recorded and declares no indexes this time.
+    :return: a list of :class:`services.search.IndexSpec` (name, vector dimension).
     """
 
 
@@ -220,11 +227,11 @@ def suite_scheduled_jobs(ctx: SuiteContext) -> list[JobSpec]:
     unique across plugins; prefix them with the plugin's name. A job that raises is
     recorded as failed with its plugin's name and does not stop the scheduler.
 
-    :return: a list of :class:`services.scheduling.JobSpec`.
+    Dispatch: isolated, in pluggy's order (last registered first;
+    ``tryfirst``/``trylast`` honoured). A plugin that raises, or returns something other
+    than a ``JobSpec``, is recorded; the other plugins' jobs still run.
 
-    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
-    that raises, or returns something other than a ``JobSpec``, is recorded; the other
-    plugins' jobs still run.
+    :return: a list of :class:`services.scheduling.JobSpec`.
     """
 
 
@@ -235,10 +242,11 @@ def suite_alert_sinks(ctx: SuiteContext) -> list[AlertSink]:
     Called once, when ``ctx.alerts`` is first used. Each sink receives every alert;
     one sink that raises is recorded and does not stop delivery to the others.
 
-    :return: a list of objects with a ``name`` and a ``send(alert)`` method.
+    Dispatch: isolated, in pluggy's order (last registered first;
+    ``tryfirst``/``trylast`` honoured). A plugin that raises is recorded and contributes
+    no sinks.
 
-    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
-    that raises is recorded and contributes no sinks.
+    :return: a list of objects with a ``name`` and a ``send(alert)`` method.
     """
 
 
@@ -251,10 +259,11 @@ def suite_cli_examples(ctx: SuiteContext) -> list[list[str]]:
     Each example is an argument list without the leading ``suite``, e.g.
     ``["chatbot", "ask", "I lost my card"]``.
 
-    :return: a list of argument lists.
+    Dispatch: isolated, in pluggy's order (last registered first;
+    ``tryfirst``/``trylast`` honoured). A plugin that raises is recorded and shows no
+    examples.
 
-    Dispatch: isolated, in pluggy's order (last registered first; ``tryfirst``/``trylast`` honoured). A plugin
-    that raises is recorded and shows no examples.
+    :return: a list of argument lists.
     """
 
 
