@@ -22,8 +22,9 @@ Writing endpoints in a plugin:
 
 With several workers (``suite serve --workers 4``) each worker is a process that builds its
 own context and models from the configuration (:func:`app_from_env`), so memory grows with
-the number of workers, and the rate limit is counted per worker. The scheduler never runs
-inside the API: it is its own process (``suite scheduler run``).
+the number of workers. The rate limit is counted per worker unless ``http.rate_limit_storage``
+names a Redis server that they share; ``/metrics`` adds up every worker's figures. The
+scheduler never runs inside the API: it is its own process (``suite scheduler run``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def create_app(ctx: SuiteContext, http: HttpConfig | None = None) -> FastAPI:
     :raises ConfigError: authentication is required but no API key is configured.
     """
     http = http or ctx.settings.http
-    guard = _guard(ApiKeyAuth(http), RateLimiter(http.rate_limit_per_minute))
+    guard = _guard(ApiKeyAuth(http), rate_limiter(http))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -93,6 +94,16 @@ def create_app(ctx: SuiteContext, http: HttpConfig | None = None) -> FastAPI:
     for name, router in ctx.plugins.collect(HOOK, ctx=ctx):
         _mount(app, ctx, name, router, protected)
     return app
+
+
+def rate_limiter(http: HttpConfig) -> RateLimiter:
+    """The limiter ``[http]`` asks for, its store checked.
+
+    :raises ConfigError: the store (Redis) does not answer.
+    """
+    limiter = RateLimiter(http.rate_limit_per_minute, http.rate_limit_storage, http.rate_limit_prefix)
+    limiter.ping()
+    return limiter
 
 
 def _guard(auth: ApiKeyAuth, limiter: RateLimiter):
@@ -152,6 +163,7 @@ def serve(
 
     http = effective_http(ctx, host=host, port=port, workers=workers)
     ApiKeyAuth(http)  # fail now, with one line, rather than in every worker
+    rate_limiter(http)
     keys = "required" if auth_required(http) else "not required"
     where = f"http://{http.host}:{http.port}"
     print(f"serving on {where} ({http.workers} worker(s), API keys {keys})", file=sys.stderr)

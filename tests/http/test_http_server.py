@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from http_support import KEY, auth
+from http_support import KEY, auth, free_port
 
 from suite.app import create_app
 from suite.plugins import ENTRY_POINT_GROUP
@@ -61,12 +60,6 @@ def test_live_server_auth_errors_and_limits(make_ctx, live_server, demo):
 
 
 # -- `suite serve` ---------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def quiet_config(tmp_path: Path) -> Path:
     """A config with every installed plugin switched off: this tests the server, not them."""
     names = sorted({ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)})
