@@ -17,11 +17,15 @@ request data, so the number of series stays bounded):
   ``outcome`` one of ``ok``, ``failed``, ``interrupted``.
 - ``suite_alert_deliveries_total{sink,outcome}``: one per alert and sink, ``outcome`` ``ok``
   or ``failed``.
+
+The API serves them at ``/metrics``. Job runs and alert deliveries mostly happen in the
+scheduler process, which serves its own on ``127.0.0.1:<scheduler.metrics_port>``.
 """
 
 from __future__ import annotations
 
 import os
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -32,6 +36,8 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
+
+from services.errors import ConfigError
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -96,7 +102,14 @@ def exposition() -> tuple[bytes, str]:
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
-    """Serve this process's figures at ``http://host:port/metrics`` from a daemon thread
-    (for processes without an HTTP app of their own, such as the scheduler)."""
-    start_http_server(port, addr=host)
+def serve_metrics(port: int, host: str = "127.0.0.1") -> WSGIServer:
+    """Serve this process's figures at ``http://host:port/metrics`` from a daemon thread, for a
+    process without an HTTP app of its own (the scheduler). No API key: keep it on loopback.
+
+    :raises ConfigError: the port cannot be bound (one line). Stop it with ``shutdown()``.
+    """
+    try:
+        server, _thread = start_http_server(port, addr=host)
+    except OSError as exc:
+        raise ConfigError(f"metrics port {host}:{port}: {exc.strerror or exc}") from None
+    return server

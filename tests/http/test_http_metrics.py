@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 import pytest
-from http_support import KEY, auth
+from http_support import KEY, auth, free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.alerts import Alert, AlertDispatcher, LogSink
+from suite.errors import ConfigError
 
 ITEM_ROUTE = "/api/demo/items/{item_id}"
 
@@ -138,3 +140,20 @@ def test_inference_batches_are_measured(make_client, tiny_classifier):
     assert after(f"{sizes}_bucket", le="2.0") - before(f"{sizes}_bucket", le="2.0") == 1
     assert after(f"{seconds}_count") - before(f"{seconds}_count") == 3
     assert after(f"{seconds}_sum") > before(f"{seconds}_sum")
+
+
+def test_a_process_without_the_api_serves_its_own_metrics_on_loopback():
+    from services.metrics import record_job_run, serve_metrics
+
+    port = free_port()
+    server = serve_metrics(port)
+    try:
+        record_job_run("demo", "demo-served", "ok")
+        response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        assert 'suite_job_runs_total{job="demo-served",outcome="ok",plugin="demo"} 1.0' in response.text
+        with pytest.raises(ConfigError) as caught:
+            serve_metrics(port)  # taken
+        assert str(caught.value).startswith(f"metrics port 127.0.0.1:{port}: ")
+    finally:
+        server.shutdown()
+        server.server_close()
