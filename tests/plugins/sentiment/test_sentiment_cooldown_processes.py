@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, select
 
-from plugins.sentiment.store import alert_table
+from plugins.sentiment.store import alert_table, metadata
 
 OTHER_PLUGINS_OFF = {
     ep.name: {"enabled": False} for ep in entry_points(group="suite.plugins") if ep.name != "sentiment"
@@ -80,6 +80,11 @@ def test_two_monitor_processes_share_the_cooldowns_and_raise_nothing_twice(tmp_p
     }
     plugins = json.dumps({**OTHER_PLUGINS_OFF, "sentiment": options})
     data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    engine = create_engine(f"sqlite:///{data_dir / 'suite.db'}")
+    # The tables first, as a deployment's first start does: two processes creating them at the same
+    # moment is another race (the store's create_all is guarded per process only), not this test's.
+    metadata.create_all(engine)
     env = {key: value for key, value in os.environ.items() if not key.startswith("SUITE_")}
     command = [sys.executable, "-c", MONITOR_PROCESS, str(data_dir), plugins]
     processes = [
@@ -96,7 +101,6 @@ def test_two_monitor_processes_share_the_cooldowns_and_raise_nothing_twice(tmp_p
     assert first["status"] == second["status"] == "ok"
     assert first["alerts"] >= 1 and first["suppressed"] == 0
     assert second["alerts"] == 0 and second["suppressed"] == first["alerts"]  # the other's alerts, held back
-    engine = create_engine(f"sqlite:///{data_dir / 'suite.db'}")
     with engine.connect() as conn:
         keys = Counter(conn.scalars(select(alert_table.c.key)))
     engine.dispose()
