@@ -157,9 +157,11 @@ class _MemoryStorage(MemoryStorage):
                 continue
             with self.locks[key]:
                 current = self.events.get(key)
-                if not current or current[0].expiry <= now:
+                idle = not current or current[0].expiry <= now
+                if idle:
                     self.events.pop(key, None)
-            self.locks.pop(key, None)
+            if idle:
+                self.locks.pop(key, None)
 
 
 class RateLimiter:
