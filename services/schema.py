@@ -37,7 +37,8 @@ migrations is adopted, not recreated.
 
 Upgrades run in one transaction per history under a lock (``BEGIN IMMEDIATE`` on
 SQLite, an advisory lock on PostgreSQL), so two processes starting together migrate
-once.
+once, and a revision that fails leaves the database as it was (both databases have
+transactional DDL).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from alembic.util import CommandError
 from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection, Engine
 
-from services.errors import ConfigError, SchemaError
+from services.errors import ConfigError, SchemaError, one_line
 
 HistoryState = Literal["absent", "unversioned", "behind", "current", "unknown"]
 DatabaseRole = Literal["main", "jobstore"]
@@ -193,8 +194,13 @@ def upgrade(engine: Engine, history: MigrationHistory, target: str = "heads") ->
                 "fn": lambda revision, _context: script._upgrade_revs(target, revision),
             },
         )
-        with Operations.context(context):
-            context.run_migrations()
+        try:
+            with Operations.context(context):
+                context.run_migrations()
+        except Exception as exc:
+            conn.rollback()
+            where = f"from {before.current_label}" if before.state != "absent" else "on an empty database"
+            raise SchemaError(f"upgrading {history.name} {where} failed, nothing changed: {one_line(exc)}") from exc
         after = _status(conn, history)
         conn.commit()
     return after

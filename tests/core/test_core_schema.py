@@ -241,3 +241,49 @@ def test_db_current_and_upgrade_one_history(tmp_path: Path) -> None:
 
     unknown = runner.invoke(app, ["db", "upgrade", "nosuch"])
     assert unknown.exit_code != 0 and "unknown migration history 'nosuch'" in str(unknown.exception)
+
+
+THINGS_REVISIONS = {
+    "0001": (
+        "None",
+        'op.create_table("things", sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.Text))',
+    ),
+    "0002": (
+        '"0001"',
+        'op.add_column("things", sa.Column("slug", sa.Text))\n    op.execute("UPDATE things SET slug = upper(name)")',
+    ),
+    "0003": (
+        '"0002"',
+        'op.create_table("leftovers", sa.Column("id", sa.Integer))\n    raise RuntimeError("disk on fire")',
+    ),
+}
+
+
+def things_history(folder: Path, revisions: list[str]) -> MigrationHistory:
+    """A package's history written by the test: the given revisions of :data:`THINGS_REVISIONS`."""
+    folder.mkdir()
+    for revision in revisions:
+        down, body = THINGS_REVISIONS[revision]
+        script = f"import sqlalchemy as sa\nfrom alembic import op\n\nrevision = {revision!r}\ndown_revision = {down}\n"
+        (folder / f"{revision}_step.py").write_text(f"{script}\n\ndef upgrade():\n    {body}\n")
+    return MigrationHistory("things", folder)
+
+
+def test_a_data_migration_keeps_every_row_and_a_failing_one_changes_nothing(database_url: str, tmp_path: Path) -> None:
+    engine = create_database_engine(database_url)
+    assert upgrade(engine, things_history(tmp_path / "v1", ["0001"])).current == ("0001",)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO things (id, name) VALUES (1, 'alpha'), (2, 'beta')"))
+
+    broken = things_history(tmp_path / "v3", ["0001", "0002", "0003"])
+    with pytest.raises(SchemaError, match=r"upgrading things from 0001 failed, nothing changed: .*disk on fire"):
+        upgrade(engine, broken)
+    assert status(engine, broken).current == ("0001",)
+    assert not inspect(engine).has_table("leftovers")
+    assert [column["name"] for column in inspect(engine).get_columns("things")] == ["id", "name"]
+
+    assert upgrade(engine, things_history(tmp_path / "v2", ["0001", "0002"])).current == ("0002",)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, name, slug FROM things ORDER BY id")).all()
+    assert [tuple(row) for row in rows] == [(1, "alpha", "ALPHA"), (2, "beta", "BETA")]
+    engine.dispose()
