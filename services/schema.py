@@ -10,8 +10,8 @@ live in the package owning the table. A package declares its history once::
     HISTORY = MigrationHistory("mypackage", Path(__file__).parent)
 
 Each history has its own version table (``alembic_version_<name>``), so histories of
-different packages never interfere and a third-party plugin ships its own. Services'
-histories are listed by the core; a plugin returns its history from the
+different packages never interfere and a third-party plugin ships its own. A service
+adds its history to :func:`service_histories`; a plugin returns its history from the
 ``suite_migrations`` hook. A revision is a plain Alembic script in that folder, named
 ``<revision>_<slug>.py``; revisions are numbered ``0001``, ``0002``... within a history::
 
