@@ -235,8 +235,14 @@ def outdated_message(statuses: Sequence[HistoryStatus], command: str) -> str:
     unknown = [s for s in statuses if s.state == "unknown"]
     if unknown:
         return _unknown_message(unknown)
-    parts = "; ".join(f"{s.name} at {s.current_label}, code needs {s.head_label}" for s in statuses)
+    parts = "; ".join(f"{_where(s)}, code needs {s.head_label}" for s in statuses)
     return f"database schema is out of date ({parts}): run '{command}'"
+
+
+def _where(found: HistoryStatus) -> str:
+    if found.state == "unversioned":
+        return f"{found.name} made before migrations"
+    return f"{found.name} at {found.current_label}"
 
 
 def _unknown_message(statuses: Sequence[HistoryStatus]) -> str:

@@ -287,3 +287,16 @@ def test_a_data_migration_keeps_every_row_and_a_failing_one_changes_nothing(data
         rows = conn.execute(text("SELECT id, name, slug FROM things ORDER BY id")).all()
     assert [tuple(row) for row in rows] == [(1, "alpha", "ALPHA"), (2, "beta", "BETA")]
     engine.dispose()
+
+
+def test_a_server_refuses_a_database_made_before_migrations(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    write_previous_release(url)
+    with pytest.raises(SchemaError) as refused:
+        make_context(tmp_path / "data", url).require_current_schema()
+    assert str(refused.value) == (
+        "database schema is out of date (chatbot made before migrations, code needs 0001; "
+        "recommender made before migrations, code needs 0001; sentiment made before migrations, code needs 0002; "
+        "scheduling made before migrations, code needs 0001): run 'suite db upgrade'"
+    )
+    assert {s.state for s in schema_statuses(make_context(tmp_path / "data", url))} == {"unversioned"}
