@@ -121,3 +121,5 @@ def show_statuses(statuses: Sequence[HistoryStatus], as_json: bool) -> None:
         style = STATE_STYLES[s.state]
         table.add_row(s.name, s.history.database, s.current_label, s.head_label, f"[{style}]{s.state}[/]")
     console.print(table)
+    if any(s.state in ("behind", "unversioned") for s in statuses):
+        console.print("run 'suite db upgrade' to bring them to the code's head", highlight=False)

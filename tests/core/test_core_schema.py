@@ -299,4 +299,6 @@ def test_a_server_refuses_a_database_made_before_migrations(tmp_path: Path) -> N
         "recommender made before migrations, code needs 0001; sentiment made before migrations, code needs 0002; "
         "scheduling made before migrations, code needs 0001): run 'suite db upgrade'"
     )
+    listed = runner.invoke(build_app(make_context(tmp_path / "data", url)), ["db", "current"])
+    assert "run 'suite db upgrade'" in listed.output
     assert {s.state for s in schema_statuses(make_context(tmp_path / "data", url))} == {"unversioned"}
