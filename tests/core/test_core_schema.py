@@ -7,6 +7,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from suite.context import SuiteContext
 from suite.errors import SchemaError
 
 runner = CliRunner()
+BUILT_INS = {"chatbot", "recommender", "sentiment"}
 OUTDATED = "error: database schema is out of date (sentiment at 0001, code needs 0002): run 'suite db upgrade'\n"
 
 
@@ -50,9 +52,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 def make_context(data_dir: Path, url: str | None = None) -> SuiteContext:
-    """The built-in plugins, with the plugin stores and the job store in one database (as in Compose)."""
+    """The built-in plugins only, with the plugin stores and the job store in one database (as in Compose)."""
+    others = {ep.name: {"enabled": False} for ep in entry_points(group="suite.plugins") if ep.name not in BUILT_INS}
     overrides: dict[str, Any] = {"database_url": url, "scheduler": {"jobstore_url": url}} if url else {}
-    return SuiteContext.create(None, data_dir=data_dir, **overrides)
+    return SuiteContext.create(None, data_dir=data_dir, plugins=others, **overrides)
 
 
 def write_previous_release(url: str) -> None:
