@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from services.alerts import AlertSink
     from services.scheduling import JobSpec
+    from services.schema import MigrationHistory
     from services.search import IndexSpec
     from suite.context import SuiteContext
     from suite.plugins import PluginInfo
@@ -236,6 +237,29 @@ def suite_scheduled_jobs(ctx: SuiteContext) -> list[JobSpec]:
 
 
 @hookspec
+def suite_migrations(ctx: SuiteContext) -> MigrationHistory | list[MigrationHistory] | None:
+    """Declare the Alembic migrations that create and change the plugin's tables.
+
+    Called before ``ctx.database`` is first handed out and by ``suite db current|upgrade``.
+    A history is a folder of Alembic revision files inside the plugin's package and a
+    name; it gets its own version table (``alembic_version_<name>``), so it never
+    meets another package's revisions. Tables live in ``ctx.database`` unless the
+    history says ``database="jobstore"``. Do not call ``create_all``: the core creates
+    absent tables from the migrations on first use, and upgrades an existing schema as
+    the README's rule says (``suite serve`` and ``suite scheduler run`` refuse to
+    start on an outdated one). How to write a revision: :mod:`services.schema` and
+    ``docs/plugins.md`` ("Database schema").
+
+    Dispatch: isolated, in pluggy's order (last registered first;
+    ``tryfirst``/``trylast`` honoured). A plugin that raises is recorded and its tables
+    are not created.
+
+    :return: a :class:`services.schema.MigrationHistory` (or a list of them), e.g.
+        ``MigrationHistory("tickets", Path(__file__).parent / "migrations")``.
+    """
+
+
+@hookspec
 def suite_alert_sinks(ctx: SuiteContext) -> list[AlertSink]:
     """Contribute alert sinks beside the built-in log, webhook and e-mail sinks.
 
@@ -281,6 +305,7 @@ DISPATCH: dict[str, Dispatch] = {
     "suite_pipeline_components": Dispatch.ISOLATED,
     "suite_search_indexes": Dispatch.ISOLATED,
     "suite_scheduled_jobs": Dispatch.ISOLATED,
+    "suite_migrations": Dispatch.ISOLATED,
     "suite_alert_sinks": Dispatch.ISOLATED,
     "suite_cli_examples": Dispatch.ISOLATED,
 }

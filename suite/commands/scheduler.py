@@ -42,6 +42,7 @@ def build(ctx: SuiteContext) -> typer.Typer:
 
         Another scheduler on this job store? Stand by, take over when it stops.
         """
+        ctx.require_current_schema()  # never run jobs on an outdated schema: 'suite db upgrade' first
         show_scheduler_progress()
         port = ctx.settings.scheduler.metrics_port
         if port:  # job runs and alert deliveries happen here, not in the API
