@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from services import metrics
 from services.errors import one_line
 from services.settings import AlertsConfig, EmailSinkConfig
 
@@ -274,6 +275,7 @@ class AlertDispatcher:
                 deliveries.append(Delivery(name, False, one_line(exc)))
             else:
                 deliveries.append(Delivery(name, True))
+            metrics.record_delivery(name, deliveries[-1].ok)
         return deliveries
 
     def _report(self, owner: str, exc: Exception) -> None:

@@ -90,6 +90,9 @@ class SchedulerConfig(Section):
     misfire_grace_time: int = Field(300, ge=1, description="seconds a late run may still start")
     coalesce: bool = True
     standby_poll_seconds: float = Field(5.0, gt=0, description="how often a standby retries the lock")
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="serve the scheduler's Prometheus metrics on 127.0.0.1:<port> (0: off)"
+    )
 
 
 class WebhookSinkConfig(Section):

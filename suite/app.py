@@ -22,14 +22,16 @@ Writing endpoints in a plugin:
 
 With several workers (``suite serve --workers 4``) each worker is a process that builds its
 own context and models from the configuration (:func:`app_from_env`), so memory grows with
-the number of workers, and the rate limit is counted per worker. The scheduler never runs
-inside the API: it is its own process (``suite scheduler run``).
+the number of workers. The rate limit is counted per worker unless ``http.rate_limit_storage``
+names a Redis server that they share; ``/metrics`` adds up every worker's figures. The
+scheduler never runs inside the API: it is its own process (``suite scheduler run``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,6 +42,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi_offline import FastAPIOffline
 
+from services import metrics
 from suite import __version__, web
 from suite.config import CONFIG_ENV, HttpConfig
 from suite.context import SuiteContext
@@ -47,6 +50,7 @@ from suite.errors import ConfigError
 from suite.http.auth import ApiKeyAuth, Caller, auth_required, bearer_scheme
 from suite.http.errors import ERROR_RESPONSES, ApiError, install_error_handlers
 from suite.http.limits import BodySizeLimit, RateLimiter
+from suite.http.metrics import RequestMetrics, metrics_router
 from suite.http.middleware import RequestContext
 from suite.http.routes import api_router, core_router
 
@@ -60,7 +64,8 @@ def create_app(ctx: SuiteContext, http: HttpConfig | None = None) -> FastAPI:
     :raises ConfigError: authentication is required but no API key is configured.
     """
     http = http or ctx.settings.http
-    guard = _guard(ApiKeyAuth(http), RateLimiter(http.rate_limit_per_minute))
+    ctx.schema_auto_upgrade = False  # a server never changes an existing schema: 'suite db upgrade' does
+    guard = _guard(ApiKeyAuth(http), rate_limiter(http))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,16 +90,30 @@ def create_app(ctx: SuiteContext, http: HttpConfig | None = None) -> FastAPI:
     app.state.ctx = ctx
     app.state.http = http
     install_error_handlers(app)
-    # Added last = outermost: the request id and the 500 guard wrap everything, body size included.
+    # Added last = outermost: the request id and the 500 guard wrap everything, body size included;
+    # the request metrics wrap those too, so they count every answer.
     app.add_middleware(BodySizeLimit, max_bytes=http.max_body_bytes)
     app.add_middleware(RequestContext, limits=http)
+    app.add_middleware(RequestMetrics)
 
     app.include_router(core_router(ctx))
     protected = {"dependencies": [Depends(guard)], "responses": ERROR_RESPONSES}
     app.include_router(api_router(ctx), **protected)
+    if http.metrics:
+        app.include_router(metrics_router(), **protected)
     for name, router in ctx.plugins.collect(HOOK, ctx=ctx):
         _mount(app, ctx, name, router, protected)
     return app
+
+
+def rate_limiter(http: HttpConfig) -> RateLimiter:
+    """The limiter ``[http]`` asks for, its store checked.
+
+    :raises ConfigError: the store (Redis) does not answer.
+    """
+    limiter = RateLimiter(http.rate_limit_per_minute, http.rate_limit_storage, http.rate_limit_prefix)
+    limiter.ping()
+    return limiter
 
 
 def _guard(auth: ApiKeyAuth, limiter: RateLimiter):
@@ -154,6 +173,8 @@ def serve(
 
     http = effective_http(ctx, host=host, port=port, workers=workers)
     ApiKeyAuth(http)  # fail now, with one line, rather than in every worker
+    rate_limiter(http)
+    ctx.require_current_schema()  # an outdated schema stops the server here, with one line
     keys = "required" if auth_required(http) else "not required"
     where = f"http://{http.host}:{http.port}"
     print(f"serving on {where} ({http.workers} worker(s), API keys {keys})", file=sys.stderr)
@@ -168,12 +189,25 @@ def serve(
         uvicorn.run(create_app(ctx, http), **options)
         return
     # Workers are fresh processes: hand them the effective settings through the environment.
+    if http.metrics:  # each worker writes its figures there; /metrics sums them
+        os.environ[metrics.MULTIPROCESS_ENV] = str(fresh_metrics_dir(ctx.settings.data_dir, http.port))
     os.environ["SUITE_HTTP__HOST"] = http.host
     os.environ["SUITE_HTTP__PORT"] = str(http.port)
     os.environ["SUITE_DATA_DIR"] = str(ctx.settings.data_dir)
     if config_file:
         os.environ[CONFIG_ENV] = str(Path(config_file).expanduser().resolve())
     uvicorn.run("suite.app:app_from_env", factory=True, workers=http.workers, **options)
+
+
+def fresh_metrics_dir(data_dir: Path, port: int) -> Path:
+    """An empty folder where the workers of the server on ``port`` write their metrics.
+
+    Emptied at each start: figures of a previous run's workers must not be summed in.
+    """
+    folder = data_dir / "metrics" / f"serve-{port}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
 
 
 def effective_http(ctx: SuiteContext, **overrides: Any) -> HttpConfig:

@@ -40,6 +40,7 @@ SERVICE_COMMAND_GROUPS = {
     "scheduler": "suite.commands.scheduler",
     "search": "suite.commands.search",
     "preprocess": "suite.commands.preprocess",
+    "db": "suite.commands.db",
 }
 
 VERBOSITY_FLAGS = {"-v", "--verbose", "-vv", "-vvv", "-q", "--quiet"}
@@ -78,14 +79,8 @@ def build_app(ctx: SuiteContext) -> typer.Typer:
     app.callback()(root_callback)
     _add_core_commands(app, ctx)
     _add_quickstart(app, ctx)
-    for name, module in SERVICE_COMMAND_GROUPS.items():
-        try:
-            group = import_module(module).build(ctx)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        app.add_typer(group, name=name)
+    for name, module in SERVICE_COMMAND_GROUPS.items():  # built-in: a missing one is a broken install, not skipped
+        app.add_typer(import_module(module).build(ctx), name=name)
     ctx.plugins.call_each("suite_cli_commands", cli=app, ctx=ctx)
     return app
 

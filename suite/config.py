@@ -44,6 +44,9 @@ def default_data_dir() -> Path:
     return Path(base) / "suite"
 
 
+RATE_LIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+unix")
+
+
 class HttpConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -53,7 +56,25 @@ class HttpConfig(Section):
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_text_chars: int = Field(5_000, ge=1)
     max_batch: int = Field(256, ge=1)
-    rate_limit_per_minute: int = Field(600, ge=1)
+    rate_limit_per_minute: int = Field(600, ge=1, description="requests per caller in any 60 seconds")
+    rate_limit_storage: str = Field(
+        "memory://",
+        description="where the rate limit counts: 'memory://' (per worker) or 'redis://host:6379/0' (shared)",
+    )
+    rate_limit_prefix: str = Field(
+        "suite", pattern=r"^[\w.-]+$", description="namespace of the counts: one per deployment sharing a Redis"
+    )
+    metrics: bool = Field(True, description="serve Prometheus metrics at /metrics (behind the API key like /api)")
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _known_storage(cls, value: str) -> str:
+        scheme, separator, rest = value.partition("://")
+        if not separator or scheme not in RATE_LIMIT_SCHEMES or (scheme == "memory" and rest):
+            # The URL may hold a password: name the scheme only.
+            shown = f"scheme {scheme!r}" if separator else "no scheme"
+            raise ValueError(f"expected 'memory://' or a Redis URL such as 'redis://127.0.0.1:6379/0' ({shown})")
+        return value
 
 
 class PluginSettings(BaseModel):

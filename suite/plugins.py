@@ -1,4 +1,4 @@
-"""Plugin discovery, validation and isolated hook calls.
+"""Plugin discovery, validation and hook calls through pluggy.
 
 Plugins are found through the ``suite.plugins`` entry-point group, built-ins and
 third-party packages alike. One that fails to import, implements an unknown hook or a
@@ -154,42 +154,92 @@ class PluginHost:
         return sorted(self.infos.values(), key=lambda info: info.name)
 
     # -- calls -------------------------------------------------------------------------
-    def _impls(self, hook: str) -> list[pluggy.HookImpl]:
-        return getattr(self.pm.hook, hook).get_hookimpls()
+    # Every call is a pluggy hook call, so pluggy's order (last registered first, tryfirst/trylast), wrappers
+    # (new- and old-style) and firstresult hold. To call one plugin at a time, the hook's caller is narrowed with
+    # ``pm.subset_hook_caller`` to that plugin's implementations plus every plugin's wrappers.
+    def dispatch(self, hook: str) -> hookspecs.Dispatch:
+        """How ``hook`` is called (:data:`suite.hookspecs.DISPATCH`); ``STRICT`` for a hook not listed there."""
+        return hookspecs.DISPATCH.get(hook, hookspecs.Dispatch.STRICT)
+
+    def _caller(self, hook: str) -> pluggy.HookCaller:
+        return getattr(self.pm.hook, hook)
+
+    def _implementers(self, hook: str) -> list[tuple[str, object]]:
+        """The plugins with a plain (non-wrapper) implementation of ``hook``, in pluggy's call order."""
+        seen: dict[str, object] = {}
+        for impl in reversed(self._caller(hook).get_hookimpls()):  # pluggy calls the list from its end
+            if not (impl.wrapper or impl.hookwrapper):
+                seen.setdefault(impl.plugin_name, impl.plugin)
+        return list(seen.items())
+
+    def _only(self, hook: str, plugin: object) -> pluggy.HookCaller:
+        """``hook``'s caller narrowed to ``plugin``'s implementations, inside every plugin's wrappers.
+
+        pluggy narrows by plugin: a plugin that both wraps and implements one hook (``specname``) wraps only its own.
+        """
+        others = {other for _, other in self._implementers(hook) if other is not plugin}
+        return self.pm.subset_hook_caller(hook, others)
 
     def implements(self, name: str, hook: str) -> bool:
-        return any(impl.plugin_name == name for impl in self._impls(hook))
+        return any(impl.plugin_name == name for impl in self._caller(hook).get_hookimpls())
 
     def call_one(self, name: str, hook: str, **kwargs: Any) -> Any:
-        """Call one plugin's implementation of ``hook``; None if it has none."""
-        for impl in self._impls(hook):
-            if impl.plugin_name == name:
-                return impl.function(*[kwargs[arg] for arg in impl.argnames])
-        return None
+        """Call plugin ``name``'s implementation(s) of ``hook``, inside every wrapper; None if it has none.
 
-    def call_each(self, hook: str, *, reverse: bool = False, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call every plugin's ``hook`` in registration order (or reversed), isolating failures.
-
-        A plugin that raises is logged and recorded in :attr:`failures`; the others run.
+        For a ``firstresult`` hook that is the plugin's first non-None answer, else the list of its answers.
         """
-        results = []
-        impls = self._impls(hook)  # in registration order (pluggy itself calls them LIFO)
-        for impl in reversed(impls) if reverse else impls:
+        plugin = self.pm.get_plugin(name)
+        if plugin is None or all(other is not plugin for _, other in self._implementers(hook)):
+            return None
+        return self._only(hook, plugin)(**kwargs)
+
+    def call_each(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call ``hook`` once per implementing plugin, in pluggy's order; ``(plugin, result)`` per non-None result.
+
+        A plugin that raises in an ``ISOLATED`` hook is logged and recorded in :attr:`failures` and the others
+        run; in any other hook it stops the call with a :class:`PluginError` naming it.
+        """
+        isolated = self.dispatch(hook) is hookspecs.Dispatch.ISOLATED
+        spec = self._caller(hook).spec
+        firstresult = bool(spec and spec.opts.get("firstresult"))
+        results: list[tuple[str, Any]] = []
+        for name, plugin in self._implementers(hook):
             try:
-                results.append((impl.plugin_name, impl.function(*[kwargs[a] for a in impl.argnames])))
+                outcome = self._only(hook, plugin)(**kwargs)
             except Exception as exc:
-                self.record_failure(impl.plugin_name, hook, exc)
+                culprit = self._culprit(hook, exc, name)
+                if not isolated:
+                    raise PluginError(f"plugin '{culprit}' failed in {hook}: {one_line(exc)}") from exc
+                self.record_failure(culprit, hook, exc)
+                continue
+            if firstresult:
+                outcome = [] if outcome is None else [outcome]
+            results.extend((name, result) for result in outcome or [])
         return results
 
     def collect(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Flatten list-returning hooks into (plugin, item) pairs, skipping ``None``."""
+        """:meth:`call_each`, list results flattened into ``(plugin, item)`` pairs."""
         items: list[tuple[str, Any]] = []
         for name, result in self.call_each(hook, **kwargs):
-            if result is None:
-                continue
             for item in result if isinstance(result, list | tuple) else [result]:
                 items.append((name, item))
         return items
+
+    def _culprit(self, hook: str, exc: BaseException, called: str) -> str:
+        """The plugin whose code raised ``exc``: the innermost hook function in its traceback, else ``called``.
+
+        A wrapper that raises is then blamed, not the plugin it was wrapping.
+        """
+        owners: dict[object, set[str]] = {}
+        for impl in self._caller(hook).get_hookimpls():
+            owners.setdefault(getattr(impl.function, "__code__", None), set()).add(impl.plugin_name)
+        culprit, frame = called, exc.__traceback__
+        while frame is not None:
+            names = owners.get(frame.tb_frame.f_code, set())
+            if names:  # one class registered under two names shares its code: prefer the plugin called
+                culprit = called if called in names else min(names)
+            frame = frame.tb_next
+        return culprit
 
     def record_failure(self, plugin: str, hook: str, exc: BaseException) -> HookFailure:
         failure = HookFailure(plugin, hook, one_line(exc))

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 # Environment a test may legitimately inherit (CI services), everything else SUITE_* is dropped.
-KEPT_ENV = {"SUITE_ELASTICSEARCH_URL", "SUITE_TEST_POSTGRES_URL"}
+KEPT_ENV = {"SUITE_ELASTICSEARCH_URL", "SUITE_TEST_POSTGRES_URL", "SUITE_TEST_REDIS_URL"}
 POSTGRES_URL = os.environ.get("SUITE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("SUITE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -54,3 +55,18 @@ def postgres_url() -> str:
     except Exception as exc:  # server up but unusable: skip, say why
         pytest.skip(f"PostgreSQL at {url.host}:{url.port} refused the test connection: {exc}")
     return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A Redis URL that answers PING, or the test is skipped with the reason."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"no Redis server answers at {REDIS_URL} (set SUITE_TEST_REDIS_URL): {exc}")
+    finally:
+        client.close()
+    return REDIS_URL

@@ -19,6 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import make_url
 
+from services import metrics
 from services.database import create_database_engine
 from services.errors import ConfigError, NotFoundError, SuiteError, one_line
 from services.scheduling.jobs import JobSpec, build_trigger, job_options, schedule_fingerprint
@@ -228,12 +229,15 @@ class SchedulerService:
                 log.error("job %s of plugin %s failed: %s", spec.name, spec.plugin, error)
             log.debug("job %s failed", spec.name, exc_info=exc)
             self.run_log.finish(run_id, "failed", error)
+            metrics.record_job_run(spec.plugin, spec.name, "failed")
             self._report_failure(spec.plugin, spec.name, exc)
         except BaseException as exc:
             self.run_log.finish(run_id, "failed", f"{INTERRUPTED}: {one_line(exc)}")
+            metrics.record_job_run(spec.plugin, spec.name, INTERRUPTED)
             raise
         else:
             self.run_log.finish(run_id, "ok")
+            metrics.record_job_run(spec.plugin, spec.name, "ok")
         finally:
             with self._idle:
                 self._running.discard(run_id)

@@ -11,6 +11,7 @@ import copy
 import json
 import logging
 import threading
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from services import metrics
 from services.errors import ConfigError, ModelError, one_line
 from services.training.batching import length_sorted_chunks, pad_batch
 from services.training.engine import check_weights_format, resolve_device
@@ -218,8 +220,10 @@ class TextClassifier:
     ) -> None:
         for chunk in length_sorted_chunks([len(ids[i]) for i in rows], batch_size, MAX_BATCH_TOKENS):
             selected = rows[chunk]
+            started = time.perf_counter()
             input_ids, mask = pad_batch([ids[i] for i in selected], self.pad_id, self.device)
             out[selected] = self._probabilities(model, input_ids, mask)
+            metrics.observe_inference(len(selected), time.perf_counter() - started)
 
     def _probabilities(self, model: torch.nn.Module, input_ids: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray:
         if self._logits is not None:

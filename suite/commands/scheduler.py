@@ -42,7 +42,14 @@ def build(ctx: SuiteContext) -> typer.Typer:
 
         Another scheduler on this job store? Stand by, take over when it stops.
         """
+        ctx.require_current_schema()  # never run jobs on an outdated schema: 'suite db upgrade' first
         show_scheduler_progress()
+        port = ctx.settings.scheduler.metrics_port
+        if port:  # job runs and alert deliveries happen here, not in the API
+            from services.metrics import serve_metrics
+
+            serve_metrics(port)
+            logging.getLogger("services.scheduling").info("metrics at http://127.0.0.1:%d/metrics", port)
         ctx.startup()
         with ctx.scheduler() as service:
             service.run_forever(standby=not no_standby)

@@ -11,26 +11,37 @@ first thing in an endpoint that takes user text, e.g.::
 They read the limits of the app serving the current request (``http.max_text_chars``,
 ``http.max_batch``), or the configured defaults outside a request.
 
-The rate limit is a token bucket per caller (API key, or client address when the caller
-has no key) holding ``http.rate_limit_per_minute`` tokens and refilled continuously. The
-buckets live in the memory of one worker process: with N workers a caller may get up to N
-times the rate. Put a shared limiter in the reverse proxy if that matters.
+The rate limit allows each caller (API key, or client address when the caller has no key)
+``http.rate_limit_per_minute`` requests in any 60 seconds (a moving window of the ``limits``
+library). ``http.rate_limit_storage`` says where the counts live: ``memory://`` (the default)
+in each worker process, so with N workers a caller may get up to N times the rate; a Redis
+URL (``redis://127.0.0.1:6379/0``) in Redis, shared by every worker, so a caller gets the
+configured rate however many workers serve it.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Annotated
+from urllib.parse import urlsplit
 
+from limits import RateLimitItemPerMinute
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
 from pydantic import Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from suite.config import HttpConfig
+from suite.errors import ConfigError, one_line
 from suite.http.errors import ApiError, error_response
+
+log = logging.getLogger(__name__)
 
 current_limits: ContextVar[HttpConfig | None] = ContextVar("suite_http_limits", default=None)
 
@@ -135,45 +146,131 @@ def _content_length(scope: Scope) -> int | None:
 
 
 # -- request rate ------------------------------------------------------------------------
+class _MemoryStorage(MemoryStorage):
+    """``limits``' in-process store, which keeps an (empty) entry for every caller it ever saw."""
+
+    def forget_idle(self) -> None:
+        """Drop callers whose every counted request has left the window, so memory stays bounded."""
+        now = time.time()
+        for key, events in list(self.events.items()):
+            if events and events[0].expiry > now:  # events[0] is the newest
+                continue
+            with self.locks[key]:
+                current = self.events.get(key)
+                idle = not current or current[0].expiry <= now
+                if idle:
+                    self.events.pop(key, None)
+            if idle:
+                self.locks.pop(key, None)
+
+
 class RateLimiter:
-    """Token buckets keyed by caller identity, ``per_minute`` tokens each."""
+    """At most ``per_minute`` requests per caller identity in any 60 seconds.
 
-    MAX_BUCKETS = 10_000
+    A moving window of the ``limits`` library, counted in ``storage``: ``memory://`` counts in
+    this process; a Redis URL counts in Redis, so every worker (and every server) using the same
+    URL and ``prefix`` shares one count per caller. Should Redis fail mid-flight, requests are
+    counted in this process until it answers again (logged): the API stays up and the limit
+    holds per worker meanwhile.
+    """
 
-    def __init__(self, per_minute: int, clock=time.monotonic) -> None:
-        self.capacity = float(per_minute)
-        self.refill_per_second = per_minute / 60.0
-        self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # identity -> (tokens, last update)
+    MAX_MEMORY_KEYS = 10_000
+    SWEEP_EVERY_SECONDS = 10.0  # above MAX_MEMORY_KEYS callers, forget the idle ones this often
+    RETRY_STORE_SECONDS = 5.0  # while Redis is down, try it again this often, not on every request
+    REDIS_TIMEOUT_SECONDS = 1.0
+
+    def __init__(self, per_minute: int, storage: str = "memory://", prefix: str = "suite") -> None:
+        self.item = RateLimitItemPerMinute(per_minute)
+        self.prefix = prefix
+        self.where = _describe_store(storage)
+        if storage.startswith("memory://"):
+            self.storage: Storage = _MemoryStorage(wrap_exceptions=True)
+        else:
+            timeout = self.REDIS_TIMEOUT_SECONDS
+            self.storage = storage_from_string(
+                storage, wrap_exceptions=True, socket_connect_timeout=timeout, socket_timeout=timeout
+            )
+        self._window = MovingWindowRateLimiter(self.storage)
+        self._fallback: MovingWindowRateLimiter | None = None
+        self._retry_store_at = 0.0
+        self._next_sweep = 0.0
         self._lock = threading.Lock()
 
+    @property
+    def per_minute(self) -> int:
+        return self.item.amount
+
+    def ping(self) -> None:
+        """Check that the store answers.
+
+        :raises ConfigError: one line naming the store (never its password) and why.
+        """
+        if isinstance(self.storage, MemoryStorage):
+            return
+        try:
+            self.storage.get_connection().ping()
+        except Exception as exc:
+            raise ConfigError(
+                f"http.rate_limit_storage: {self.where} does not answer ({one_line(exc)}); "
+                "start it, or use 'memory://' to count per worker"
+            ) from None
+
     def acquire(self, identity: str) -> float:
-        """Take one token; return 0 if allowed, else the seconds until one is available."""
-        with self._lock:
-            now = self._clock()
-            tokens, last = self._buckets.get(identity, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - last) * self.refill_per_second)
-            if tokens >= 1:
-                self._buckets[identity] = (tokens - 1, now)
-                self._prune(now)
-                return 0.0
-            self._buckets[identity] = (tokens, now)
-            return (1 - tokens) / self.refill_per_second
+        """Count one request; return 0 if allowed, else the seconds until the window lets one in."""
+        if self._fallback is not None and time.monotonic() < self._retry_store_at:
+            return self._wait(self._fallback, identity)
+        try:
+            wait = self._wait(self._window, identity)
+        except StorageError as exc:
+            with self._lock:
+                if self._fallback is None:
+                    log.error(
+                        "rate limit store %s failed (%s): counting in this process until it answers",
+                        self.where,
+                        one_line(exc.storage_error),
+                    )
+                    self._fallback = MovingWindowRateLimiter(_MemoryStorage(wrap_exceptions=True))
+                self._retry_store_at = time.monotonic() + self.RETRY_STORE_SECONDS
+                fallback = self._fallback
+            return self._wait(fallback, identity)
+        if self._fallback is not None:
+            log.warning("rate limit store %s answers again", self.where)
+            self._fallback = None
+        return wait
 
     def check(self, identity: str) -> None:
-        """Take one token or raise 429 with ``Retry-After`` (whole seconds, rounded up)."""
+        """Count one request or raise 429 with ``Retry-After`` (whole seconds, rounded up)."""
         wait = self.acquire(identity)
         if wait > 0:
             retry_after = max(1, math.ceil(wait))
             raise ApiError(
                 429,
-                f"rate limit exceeded ({int(self.capacity)} requests per minute); retry in {retry_after} s",
+                f"rate limit exceeded ({self.per_minute} requests per minute); retry in {retry_after} s",
                 headers={"Retry-After": str(retry_after)},
             )
 
-    def _prune(self, now: float) -> None:
-        """Forget buckets that have refilled completely, so memory stays bounded."""
-        if len(self._buckets) <= self.MAX_BUCKETS:
+    def _wait(self, window: MovingWindowRateLimiter, identity: str) -> float:
+        if window.hit(self.item, self.prefix, identity):
+            self._bound_memory(window.storage)
+            return 0.0
+        reset = window.get_window_stats(self.item, self.prefix, identity).reset_time
+        return max(reset - time.time(), 0.001)
+
+    def _bound_memory(self, storage: Storage) -> None:
+        if not isinstance(storage, _MemoryStorage) or len(storage.events) <= self.MAX_MEMORY_KEYS:
             return
-        full_after = self.capacity / self.refill_per_second
-        self._buckets = {key: value for key, value in self._buckets.items() if now - value[1] < full_after}
+        now = time.time()
+        with self._lock:
+            if now >= self._next_sweep:  # not on every request: a crowd of active callers stays O(1) each
+                self._next_sweep = now + self.SWEEP_EVERY_SECONDS
+                storage.forget_idle()
+
+
+def _describe_store(uri: str) -> str:
+    """The store in words, without the password a Redis URL may hold."""
+    if uri.startswith("memory://"):
+        return "process memory"
+    parts = urlsplit(uri)
+    if parts.scheme == "redis+unix":
+        return f"Redis at {parts.path}"
+    return f"Redis at {parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path}"

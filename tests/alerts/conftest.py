@@ -107,7 +107,7 @@ def _start_smtp(**server_options) -> tuple[SmtpServer, object]:
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
     """Plain SMTP; AUTH allowed without TLS (loopback only)."""
-    pytest.importorskip("aiosmtpd", reason="aiosmtpd (test extra) is not installed")
+    pytest.importorskip("aiosmtpd", reason="aiosmtpd (the test extra) is not installed: pip install -e '.[test]'")
     state, controller = _start_smtp(auth_require_tls=False)
     yield state
     controller.stop()
@@ -116,7 +116,7 @@ def smtp_server() -> Iterator[SmtpServer]:
 @pytest.fixture
 def tls_smtp_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
     """SMTP that requires STARTTLS, with a self-signed certificate the client is told to trust."""
-    pytest.importorskip("aiosmtpd", reason="aiosmtpd (test extra) is not installed")
+    pytest.importorskip("aiosmtpd", reason="aiosmtpd (the test extra) is not installed: pip install -e '.[test]'")
     import ssl
 
     if shutil.which("openssl") is None:

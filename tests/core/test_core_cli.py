@@ -72,3 +72,16 @@ def test_unknown_training_task_is_a_one_line_error() -> None:
     assert result.returncode == 2
     assert "unknown training task 'nosuch:task'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_missing_built_in_command_group_fails_loudly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from suite import cli
+
+    groups = {**cli.SERVICE_COMMAND_GROUPS, "ghost": "suite.commands.ghost"}
+    monkeypatch.setattr(cli, "SERVICE_COMMAND_GROUPS", groups)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["plugins"])
+    assert exit_info.value.code == 1
+    assert "No module named 'suite.commands.ghost'" in capsys.readouterr().err

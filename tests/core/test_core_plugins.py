@@ -156,31 +156,6 @@ def test_plugin_info_defaults() -> None:
     assert PluginInfo("x", error="e").status == "failed"
 
 
-class Recorder:
-    order: list[str] = []
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    @hookimpl
-    def suite_startup(self, ctx):
-        Recorder.order.append(f"start {self.name}")
-
-    @hookimpl
-    def suite_shutdown(self, ctx):
-        Recorder.order.append(f"stop {self.name}")
-
-
-def test_shutdown_runs_in_reverse_registration_order(tmp_path: Path) -> None:
-    Recorder.order = []
-    ctx = SuiteContext(Settings(data_dir=tmp_path))
-    ctx.plugins.register(Recorder("a"), "a")
-    ctx.plugins.register(Recorder("b"), "b")
-    ctx.startup()
-    ctx.shutdown()
-    assert Recorder.order == ["start a", "start b", "stop b", "stop a"]
-
-
 class BadInfo:
     @hookimpl
     def suite_plugin_info(self):

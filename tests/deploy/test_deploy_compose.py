@@ -22,6 +22,7 @@ SUITE_SERVICES = ("api", "scheduler")
 OFFICIAL_IMAGES = {
     "docker.elastic.co/elasticsearch/elasticsearch": re.compile(r"^\d+\.\d+\.\d+$"),
     "postgres": re.compile(r"^\d{2}(\.\d+)?$"),
+    "redis": re.compile(r"^\d+\.\d+(\.\d+)?$"),
 }
 VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
@@ -75,8 +76,8 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
     return {str(key): str(value) for key, value in env.items()}
 
 
-def test_compose_file_has_the_four_services(compose):
-    assert set(compose["services"]) == {"api", "scheduler", "elasticsearch", "postgres"}
+def test_compose_file_has_the_five_services(compose):
+    assert set(compose["services"]) == {"api", "scheduler", "elasticsearch", "postgres", "redis"}
 
 
 def test_images_are_official_and_pinned(compose):
@@ -162,6 +163,17 @@ def test_databases_keep_their_data_in_volumes_and_stay_private(compose):
     assert "ports" not in es and "ports" not in pg
     assert es["networks"] == ["backend"] and pg["networks"] == ["backend"]
     assert compose["networks"]["backend"]["internal"] is True
+
+
+def test_the_api_workers_share_their_rate_limit_through_a_private_redis(compose, env_example, monkeypatch):
+    services = compose["services"]
+    redis = services["redis"]
+    assert "ports" not in redis and redis["networks"] == ["backend"]
+    assert services["api"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    monkeypatch.setenv(CONFIG_ENV, str(DEPLOY / "suite.compose.toml"))
+    settings = load_settings()
+    assert settings.http.workers > 1 and settings.http.rate_limit_storage == "redis://redis:6379/0"
+    assert re.search(r"pip install \"\.\[[a-z,]*redis", (DEPLOY / "Dockerfile").read_text())  # the client
 
 
 def test_elasticsearch_is_a_single_node_with_a_fixed_heap(compose):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import pytest
 from fastapi import APIRouter
 from http_support import KEY, SECRET_PATH, auth
 
@@ -164,15 +163,6 @@ def test_api_plugins_lists_the_demo_plugin(make_client):
     assert "suite_http_routers" in demo["hooks"]
 
 
-def _registry_ready() -> bool:
-    try:
-        from services.registry import ModelRegistry  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _registry_ready(), reason="services.registry.ModelRegistry is not implemented yet")
 def test_api_models_lists_the_registry(make_client):
     response = make_client().get("/api/models")
     assert response.status_code == 200 and response.json() == []
@@ -202,15 +192,6 @@ def test_ready_database_check_passes_on_sqlite(make_client):
     assert database == {"ok": True, "detail": "sqlite", "required": True}
 
 
-def _search_ready() -> bool:
-    try:
-        from services.search import open_search_backend  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _search_ready(), reason="services.search.open_search_backend is not implemented yet")
 def test_ready_is_200_when_every_check_passes(make_client):
     response = make_client().get("/ready")
     assert response.status_code == 200, response.text
@@ -219,7 +200,6 @@ def test_ready_is_200_when_every_check_passes(make_client):
     assert all(check["ok"] for check in body["checks"].values())
 
 
-@pytest.mark.skipif(not _registry_ready(), reason="services.registry.ModelRegistry is not implemented yet")
 def test_ready_reports_untrained_models(make_client):
     class Trains:
         def suite_training_tasks(self, ctx):

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-from http_support import KEY, OTHER_KEY, auth
+import logging
+import time
+import uuid
 
-from suite.config import HttpConfig
+import pytest
+from http_support import KEY, OTHER_KEY, auth, free_port
+
+from suite.app import create_app
+from suite.config import HttpConfig, load_settings
+from suite.errors import ConfigError
 from suite.http.errors import ApiError
 from suite.http.limits import RateLimiter, check_text, check_texts
 
@@ -81,7 +87,7 @@ def test_rate_limit_is_429_with_retry_after_per_key(make_client):
     limited = client.get("/api/demo/items/1", headers=auth())
     assert limited.status_code == 429
     assert limited.json()["error"]["type"] == "rate_limited"
-    assert 1 <= int(limited.headers["retry-after"]) <= 20  # one token per 20 s at 3 per minute
+    assert 55 <= int(limited.headers["retry-after"]) <= 60  # when the first of the 3 leaves the 60 s window
     # another key has its own bucket; probes are never limited
     assert client.get("/api/demo/items/1", headers=auth(OTHER_KEY)).status_code == 200
     assert client.get("/health").status_code == 200
@@ -98,24 +104,70 @@ def test_failed_key_attempts_are_rate_limited_too(make_client):
     assert codes == [401, 401, 429]
 
 
-def test_token_bucket_refills_over_time():
-    now = [1000.0]
-    limiter = RateLimiter(60, clock=lambda: now[0])  # one token per second
-    assert [limiter.acquire("a") for _ in range(60)] == [0.0] * 60
-    assert limiter.acquire("a") == pytest.approx(1.0)
-    now[0] += 0.5
-    assert limiter.acquire("a") == pytest.approx(0.5)
-    now[0] += 0.5
-    assert limiter.acquire("a") == 0.0
-    assert limiter.acquire("b") == 0.0  # buckets are per identity
+@pytest.fixture
+def clock(monkeypatch) -> list[float]:
+    """Wall-clock time as the test sets it (``limits`` stamps requests with ``time.time``)."""
+    now = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    return now
 
 
-def test_token_bucket_memory_is_bounded():
-    now = [0.0]
-    limiter = RateLimiter(60, clock=lambda: now[0])
-    limiter.MAX_BUCKETS = 100
+def test_the_window_lets_requests_in_as_old_ones_leave_it(clock):
+    limiter = RateLimiter(60)
+    assert [limiter.acquire("a") for _ in range(30)] == [0.0] * 30
+    clock[0] += 30
+    assert [limiter.acquire("a") for _ in range(30)] == [0.0] * 30
+    assert limiter.acquire("a") == pytest.approx(30.0)  # until the first 30 are 60 s old
+    clock[0] += 20
+    assert limiter.acquire("a") == pytest.approx(10.0)  # refused requests are not counted
+    clock[0] += 10.5
+    assert [limiter.acquire("a") == 0 for _ in range(31)] == [True] * 30 + [False]
+    assert limiter.acquire("b") == 0.0  # counts are per identity
+
+
+def test_the_memory_store_forgets_idle_callers(clock):
+    limiter = RateLimiter(60)
+    limiter.MAX_MEMORY_KEYS = 100
     for index in range(150):
         limiter.acquire(f"ip:{index}")
-    now[0] += 120  # every bucket has refilled: none needs remembering
+    clock[0] += 120  # every request has left the window: no caller needs remembering
     limiter.acquire("late")
-    assert len(limiter._buckets) == 1
+    assert len(limiter.storage.events) == 1
+
+
+def test_the_store_setting_is_validated_in_one_line():
+    assert HttpConfig(rate_limit_storage="redis://:secret@cache:6380/2").rate_limit_storage.startswith("redis://")
+    for bad in ("memcached://cache:11211", "redis-cache:6379", "memory://elsewhere", "redsi://:hunter2@cache"):
+        with pytest.raises(ConfigError) as caught:
+            load_settings(http={"rate_limit_storage": bad})
+        message = str(caught.value)
+        assert "\n" not in message and "http.rate_limit_storage" in message and "redis://127.0.0.1:6379/0" in message
+        assert "hunter2" not in message
+
+
+def test_a_redis_store_that_does_not_answer_is_one_line_at_start(make_ctx):
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    with pytest.raises(ConfigError) as caught:
+        create_app(make_ctx(rate_limit_storage=url))
+    message = str(caught.value)
+    assert message.startswith("http.rate_limit_storage: Redis at 127.0.0.1:") and "does not answer" in message
+    assert "hunter2" not in message and "\n" not in message
+
+
+def test_if_redis_fails_mid_flight_requests_are_counted_in_process(caplog):
+    limiter = RateLimiter(2, f"redis://127.0.0.1:{free_port()}/0")  # never pinged: as if it died after start
+    with caplog.at_level(logging.ERROR, "suite.http.limits"):
+        assert [limiter.acquire("a") > 0 for _ in range(3)] == [False, False, True]
+    assert "counting in this process" in caplog.text and caplog.text.count("failed") == 1
+
+
+# -- a shared store: Redis -------------------------------------------------------------------------
+@pytest.mark.redis
+def test_limiters_sharing_redis_share_the_count(redis_url: str):
+    prefix = f"test-{uuid.uuid4().hex}"
+    first, second = (RateLimiter(4, redis_url, prefix) for _ in range(2))  # as two workers would
+    first.ping()
+    allowed = [limiter.acquire("key#0") == 0 for limiter in (first, second) * 3]
+    assert allowed == [True] * 4 + [False] * 2
+    assert 55 <= second.acquire("key#0") <= 60
+    assert RateLimiter(4, redis_url, f"{prefix}-other").acquire("key#0") == 0  # prefixes keep deployments apart

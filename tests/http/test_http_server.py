@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
 import httpx
 import pytest
-from http_support import KEY, auth
+from http_support import KEY, OTHER_KEY, auth, free_port
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
 
 from suite.app import create_app
 from suite.plugins import ENTRY_POINT_GROUP
@@ -61,23 +67,57 @@ def test_live_server_auth_errors_and_limits(make_ctx, live_server, demo):
 
 
 # -- `suite serve` ---------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def quiet_config(tmp_path: Path, http: str = "rate_limit_per_minute = 1000") -> Path:
+    """A config with every installed plugin switched off: this tests the server, not them.
 
-
-def quiet_config(tmp_path: Path) -> Path:
-    """A config with every installed plugin switched off: this tests the server, not them."""
+    ``http``: the body of its ``[http]`` table.
+    """
     names = sorted({ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)})
     tables = "".join(f"[plugins.{name}]\nenabled = false\n" for name in names)
     path = tmp_path / "suite.toml"
-    path.write_text(f'data_dir = "data"\n[http]\nrate_limit_per_minute = 1000\n{tables}')
+    path.write_text(f'data_dir = "data"\n[http]\n{http}\n{tables}')
     return path
 
 
 def suite_command(*args: str) -> list[str]:
     return [sys.executable, "-c", "from suite.cli import main; main()", *args]
+
+
+def start_serve(tmp_path: Path, config: Path, port: int, workers: int) -> subprocess.Popen:
+    """``suite serve`` as a user runs it, once it answers ``/health``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SUITE_")}
+    process = subprocess.Popen(
+        suite_command("--config", str(config), "serve", "--port", str(port), "--workers", str(workers)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 90
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(process.stdout.read())
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            stop_serve(process)
+            raise AssertionError("suite serve did not answer /health in time")
+        time.sleep(0.3)
+
+
+def stop_serve(process: subprocess.Popen) -> str:
+    """Stop it as Ctrl-C does; its output."""
+    process.send_signal(signal.SIGINT)
+    try:
+        output, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return output
 
 
 def test_suite_serve_refuses_an_open_public_server(tmp_path):
@@ -96,39 +136,69 @@ def test_suite_serve_refuses_an_open_public_server(tmp_path):
 @pytest.mark.slow  # three Python processes start: ~10 s on a busy 2-core machine
 def test_suite_serve_with_two_workers(tmp_path):
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SUITE_")}
-    process = subprocess.Popen(
-        suite_command("--config", str(quiet_config(tmp_path)), "serve", "--port", str(port), "--workers", "2"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
+    process = start_serve(tmp_path, quiet_config(tmp_path), port, workers=2)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, process.stdout.read()
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "suite serve did not answer /health in time"
-            time.sleep(0.3)
         plugins = httpx.get(f"{url}/api/plugins", timeout=10).json()  # loopback: no key needed
         assert plugins and all(plugin["status"] == "disabled" for plugin in plugins)
         ready = httpx.get(f"{url}/ready", timeout=30).json()
         assert ready["checks"]["database"]["ok"] is True  # SQLite in the config's data dir
         assert (tmp_path / "data" / "suite.db").exists()
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            output, _ = process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
+        output = stop_serve(process)
     assert "Started parent process" in output or "worker" in output.lower(), output
     assert "Traceback" not in output, output
     assert json.dumps(KEY) not in output
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_two_workers_share_the_rate_limit_through_redis_and_sum_their_metrics(tmp_path, redis_url):
+    limit, port = 5, free_port()
+    http = (
+        f'auth = "on"\napi_keys = ["{KEY}", "{OTHER_KEY}"]\nrate_limit_per_minute = {limit}\n'
+        f'rate_limit_storage = "{redis_url}"\nrate_limit_prefix = "test-{uuid.uuid4().hex}"'
+    )
+    process = start_serve(tmp_path, quiet_config(tmp_path, http), port, workers=2)
+    url, metrics_dir = f"http://127.0.0.1:{port}", tmp_path / "data" / "metrics" / f"serve-{port}"
+    codes: list[int] = []
+    try:
+        # Bursts of new connections, until both workers have answered some (each writes its own files).
+        with ThreadPoolExecutor(4) as pool:
+            while len(worker_request_counts(metrics_dir, "/api/plugins")) < 2 or len(codes) <= limit:
+                assert len(codes) < 60, f"one worker answered all {len(codes)} requests"
+                codes += pool.map(lambda _: httpx.get(f"{url}/api/plugins", headers=auth()).status_code, range(4))
+        per_worker = worker_request_counts(metrics_dir, "/api/plugins")
+        scraped = httpx.get(f"{url}/metrics", headers=auth(OTHER_KEY), timeout=10)
+        assert httpx.get(f"{url}/metrics").status_code == 401  # behind the key, like /api
+    finally:
+        output = stop_serve(process)
+    assert codes.count(200) == limit and codes.count(429) == len(codes) - limit, (codes, per_worker)
+    assert len(per_worker) == 2 and all(count >= 1 for count in per_worker.values()), per_worker
+    # Whichever worker answered the scrape, it counted the requests both served.
+    totals = {
+        status: sample.value
+        for family in text_string_to_metric_families(scraped.text)
+        for sample in family.samples
+        if sample.name == "suite_http_requests_total" and sample.labels["route"] == "/api/plugins"
+        for status in [sample.labels["status"]]
+    }
+    assert totals == {"200": limit, "429": len(codes) - limit}
+    assert "Traceback" not in output, output
+
+
+def worker_request_counts(metrics_dir: Path, route: str) -> dict[str, float]:
+    """Requests to ``route`` each worker counted, by the worker's file (prometheus-client's own reader)."""
+    counts = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        registry = CollectorRegistry()
+        with tempfile.TemporaryDirectory() as one:
+            shutil.copy(path, one)
+            MultiProcessCollector(registry, path=one)
+            counts[path.stem] = sum(
+                sample.value
+                for family in registry.collect()
+                for sample in family.samples
+                if sample.name == "suite_http_requests_total" and sample.labels.get("route") == route
+            )
+    return {worker: count for worker, count in counts.items() if count}

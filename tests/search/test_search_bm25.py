@@ -115,7 +115,9 @@ def test_statistics_follow_deletes_replacements_merges_and_compaction(monkeypatc
 
 def test_rank_bm25_agrees_when_installed():
     """With the same tokens and robertson idf without flooring, rank_bm25's BM25Okapi ranks alike."""
-    rank_bm25 = pytest.importorskip("rank_bm25", reason="rank_bm25 is a benchmark extra, not a test dependency")
+    rank_bm25 = pytest.importorskip(
+        "rank_bm25", reason="rank_bm25 (the bench extra) is not installed: pip install -e '.[bench]'"
+    )
     tokenizer = Tokenizer()
     tokens = tokenizer.tokenize_many(CORPUS)
     reference = rank_bm25.BM25Okapi(tokens, k1=1.5, b=0.75, epsilon=0.25)

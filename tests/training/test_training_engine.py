@@ -377,10 +377,8 @@ def test_biencoder_learns_its_pairs_and_saves_a_plain_automodel(engine, backbone
     assert {"recall@1", "recall@10", "mrr"} <= set(result.metrics)
     assert (result.model_dir / "model.safetensors").is_file() and (result.model_dir / "modules.json").is_file()
 
-    try:
-        from services.embeddings import Embedder
-    except ImportError:  # the embeddings service is written in parallel
-        pytest.skip("services.embeddings.Embedder is not available yet")
+    from services.embeddings import Embedder
+
     vectors = Embedder(str(result.model_dir), cache_dir=None).encode([q for q, _ in PAIRS])
     assert np.allclose(vectors, embed(str(result.model_dir), [q for q, _ in PAIRS]), atol=1e-5)
 

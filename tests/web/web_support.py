@@ -14,7 +14,7 @@ from suite.context import SuiteContext
 
 CHROMIUM = Path(os.environ.get("SUITE_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-PLAYWRIGHT_MISSING = "playwright is not installed (pip install playwright; no `playwright install` needed)"
+PLAYWRIGHT_MISSING = "playwright (the test extra) is not installed: pip install -e '.[test]' (no `playwright install`)"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 UPDATE_SCREENSHOTS = os.environ.get("SUITE_UPDATE_SCREENSHOTS") == "1"
 VIEWPORT = {"width": 1280, "height": 860}

@@ -8,14 +8,17 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import create_engine, text
 
+from plugins.chatbot.migrations import HISTORY
 from plugins.chatbot.store import ConversationStore, Exchange, SessionState, utcnow
 from services.database import create_database_engine
+from services.schema import upgrade
 from suite.errors import DataError, NotFoundError
 
 
 @pytest.fixture
 def sqlite_store(tmp_path):
     engine = create_database_engine(f"sqlite:///{tmp_path / 'suite.db'}")
+    upgrade(engine, HISTORY)
     yield ConversationStore(engine, ttl_minutes=30)
     engine.dispose()
 
@@ -72,11 +75,19 @@ def test_sessions_and_exchanges_on_sqlite(sqlite_store):
 
 @pytest.mark.postgres
 def test_sessions_and_exchanges_on_postgres(postgres_url):
-    engine = create_database_engine(postgres_url)
+    schema = f"chatbot_test_{uuid.uuid4().hex[:10]}"  # tables and version table of this test only
+    admin = create_engine(postgres_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = create_database_engine(f"{postgres_url}?options=-csearch_path%3D{schema}")
     try:
+        upgrade(engine, HISTORY)
         exercise_store(ConversationStore(engine))
     finally:
         engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def test_a_new_conversation_gets_an_id_and_bad_ids_are_refused(sqlite_store):
@@ -97,7 +108,7 @@ def test_a_failed_turn_writes_nothing(sqlite_store):
 
 def test_tables_are_named_after_the_plugin(tmp_path):
     engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
-    ConversationStore(engine)
+    upgrade(engine, HISTORY)
     with engine.connect() as conn:
         names = {row[0] for row in conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))}
     assert {"chatbot_sessions", "chatbot_exchanges"} <= names
