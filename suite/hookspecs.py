@@ -110,8 +110,11 @@ def suite_warm_up(ctx: SuiteContext) -> None:
     Called by the HTTP server at start-up, after ``suite_startup`` and before the server
     answers any request, ``/ready`` included, so that the first request is as fast as the
     hundredth. Never called by one-shot CLI commands, which load only what they use. Do
-    nothing for what is not trained or configured yet; an exception here is logged with the
-    plugin's name and does not stop the server.
+    nothing for what is not trained or configured yet.
+
+    Dispatch: isolated, in pluggy's order (last registered first;
+    ``tryfirst``/``trylast`` honoured). A plugin that raises is recorded (``/ready`` reports
+    it) and logged; the others still warm up and the server starts.
     """
 
 
@@ -309,6 +312,7 @@ DISPATCH: dict[str, Dispatch] = {
     "suite_plugin_info": Dispatch.PER_PLUGIN,
     "suite_config_model": Dispatch.PER_PLUGIN,
     "suite_startup": Dispatch.ISOLATED,
+    "suite_warm_up": Dispatch.ISOLATED,
     "suite_shutdown": Dispatch.ISOLATED,
     "suite_cli_commands": Dispatch.ISOLATED,
     "suite_http_routers": Dispatch.ISOLATED,
