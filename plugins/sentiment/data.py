@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plugins.sentiment.sources import resolve_path
 from suite.errors import DataError
 
 SENTIMENT_LABELS = ("negative", "neutral", "positive")
@@ -24,6 +23,8 @@ class LabelledSentence:
 
 def load_labelled(path_or_sample: str | Path) -> list[LabelledSentence]:
     """Read and check a training file; raise :class:`DataError` with one line on any problem."""
+    from plugins.sentiment.sources import resolve_path  # the sources import the store (SQLAlchemy)
+
     path = resolve_path(str(path_or_sample))
     if not path.is_file():
         raise DataError(f"{path}: training data not found")
