@@ -177,20 +177,26 @@ class WebhookSink:
             for attempt in range(self.retries + 1):
                 if attempt:
                     time.sleep(max(wait, self.backoff * 2 ** (attempt - 1)))
-                failure = self._attempt(client, body)
+                try:
+                    failure = self._attempt(client, body)
+                except DeliveryError as exc:
+                    raise DeliveryError(f"{self.where} {exc}", permanent=True) from None
                 if failure is None:
                     return
                 error, wait = failure
         raise DeliveryError(f"{self.where}: gave up after {self.retries + 1} attempt(s): {error}", retry_after=wait)
 
     def send_once(self, alert: Alert) -> None:
-        """One POST and no sleeping: the outbox worker owns retries and back-off."""
+        """One POST and no sleeping: the outbox worker owns retries and back-off.
+
+        Errors do not repeat the host: the outbox records them under the sink's name.
+        """
         body = json.dumps(alert.to_dict(), ensure_ascii=False).encode()
         with httpx.Client(timeout=self.timeout, headers=self._headers(alert)) as client:
             failure = self._attempt(client, body)
         if failure is not None:
             error, wait = failure
-            raise DeliveryError(f"{self.where}: {error}", retry_after=wait)
+            raise DeliveryError(error, retry_after=wait)
 
     def _headers(self, alert: Alert) -> dict[str, str]:
         if alert.idempotency_key:
@@ -207,7 +213,7 @@ class WebhookSink:
             return None
         error = f"HTTP {response.status_code} {response.reason_phrase}".strip()
         if response.status_code not in RETRY_STATUSES:
-            raise DeliveryError(f"{self.where} refused the alert: {error}", permanent=True)
+            raise DeliveryError(f"refused the alert: {error}", permanent=True)
         return error, _retry_after(response)
 
 

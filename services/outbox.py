@@ -393,7 +393,7 @@ class AlertOutbox:
             values.update(status=SENT, sent_at=finished, next_attempt_at=None, last_error=None)
         elif isinstance(error, DeliveryError) and error.permanent:
             outcome = GIVEN_UP
-            values.update(status=GIVEN_UP, next_attempt_at=None, last_error=f"refused, not retried: {message}")
+            values.update(status=GIVEN_UP, next_attempt_at=None, last_error=f"given up at once: {message}")
         elif finished - row["queued_at"] >= self.config.delivery_max_age:
             outcome = GIVEN_UP
             age = _describe_age(finished - row["queued_at"])

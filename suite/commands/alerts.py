@@ -24,10 +24,11 @@ if TYPE_CHECKING:
 
 console = Console()
 STATUS_STYLE = {SENT: "green", FAILED: "yellow", GIVEN_UP: "red"}
+SINK_WIDTH = 18  # "webhook https://ho…"
 
 
 def _time(value: datetime | None) -> str:
-    return f"{value:%m-%d %H:%M:%S}" if value else "-"
+    return f"{value:%m-%d %H:%M}" if value else "-"
 
 
 def _when(record: DeliveryRecord) -> str:
@@ -37,27 +38,29 @@ def _when(record: DeliveryRecord) -> str:
     return _time(record.next_attempt_at) if record.status in OPEN else "-"
 
 
-def deliveries_table(records: list[DeliveryRecord]) -> Table:
-    """One line per delivery, readable at 80 columns: the error is cut to the room left."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("id", justify="right", no_wrap=True)
-    table.add_column("alert", no_wrap=True)
-    table.add_column("sink", overflow="ellipsis", no_wrap=True, max_width=24)
-    table.add_column("status", no_wrap=True)
-    table.add_column("tries", justify="right", no_wrap=True)
-    table.add_column("sent/next (UTC)", no_wrap=True)
-    table.add_column("last error", overflow="ellipsis", no_wrap=True, ratio=1)
-    for record in records:
-        style = STATUS_STYLE.get(record.status, "white")
-        table.add_row(
-            str(record.id),
-            f"{record.alert_source} {record.alert_ref or '-'}",
-            escape(record.sink),
-            f"[{style}]{record.status}[/]",
-            str(record.attempts),
-            _when(record),
-            escape(record.last_error or ""),
+def _alert(record: DeliveryRecord) -> str:
+    return record.alert_ref or "-"  # the raising plugin's alert id (``--json`` adds alert_source)
+
+
+def deliveries_table(records: list[DeliveryRecord], width: int) -> Table:
+    """One line per delivery that fits ``width`` columns: the last error is cut to the room left."""
+    rows = [[str(r.id), _alert(r), r.sink, r.status, str(r.attempts), _when(r), r.last_error or ""] for r in records]
+    headers = ["id", "alert", "sink", "status", "tries", "when (UTC)", "last error"]
+    fixed = [max(len(header), *(len(row[n]) for row in rows)) for n, header in enumerate(headers[:-1])]
+    fixed[2] = min(fixed[2], SINK_WIDTH)
+    # rich shrinks every no-wrap column alike when a table is too wide; size the error column ourselves.
+    gaps = 3 * (len(headers) - 1)  # padding either side of each column divider, and the divider
+    error_width = max(len(headers[-1]), width - sum(fixed) - gaps - 1)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for n, header in enumerate(headers):
+        size = fixed[n] if n < len(fixed) else error_width
+        table.add_column(
+            header, no_wrap=True, overflow="ellipsis", width=size, justify="right" if n in (0, 4) else "left"
         )
+    for row in rows:
+        style = STATUS_STYLE.get(row[3], "white")
+        row[3] = f"[{style}]{row[3]}[/]"
+        table.add_row(*(cell if n == 3 else escape(cell) for n, cell in enumerate(row)))
     return table
 
 
@@ -72,7 +75,7 @@ def show_deliveries(outbox: AlertOutbox, *, pending: bool, failed: bool, limit: 
     elif not records:
         console.print("no alert deliveries" + (" match" if statuses else ""))
     else:
-        console.print(deliveries_table(records))
+        console.print(deliveries_table(records, console.width))
 
 
 def redeliver(outbox: AlertOutbox, delivery_id: int) -> None:

@@ -153,7 +153,7 @@ def test_a_refusal_is_given_up_at_once_and_other_sinks_still_deliver(engine, web
     assert (result.sent, result.given_up) == (1, 1)
     assert outbox.delivery(log_id).status == SENT
     refused = outbox.delivery(hook_id)
-    assert refused.status == GIVEN_UP and refused.last_error.startswith("refused, not retried:")
+    assert refused.status == GIVEN_UP and refused.last_error.startswith("given up at once: refused the alert:")
     assert "HTTP 400" in refused.last_error
 
 
