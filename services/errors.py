@@ -33,6 +33,12 @@ class PluginError(SuiteError):
     """A plugin failed to import, register or run one of its hooks."""
 
 
+class SchemaError(SuiteError):
+    """The database schema does not match the code: out of date (``suite db upgrade``) or newer."""
+
+    exit_code = 3
+
+
 def one_line(exc: BaseException) -> str:
     """Collapse an exception message to one line for the terminal or a run record."""
     text = " ".join(str(exc).split()) or type(exc).__name__

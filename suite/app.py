@@ -60,6 +60,7 @@ def create_app(ctx: SuiteContext, http: HttpConfig | None = None) -> FastAPI:
     :raises ConfigError: authentication is required but no API key is configured.
     """
     http = http or ctx.settings.http
+    ctx.schema_auto_upgrade = False  # a server never changes an existing schema: 'suite db upgrade' does
     guard = _guard(ApiKeyAuth(http), RateLimiter(http.rate_limit_per_minute))
 
     @asynccontextmanager
@@ -152,6 +153,7 @@ def serve(
 
     http = effective_http(ctx, host=host, port=port, workers=workers)
     ApiKeyAuth(http)  # fail now, with one line, rather than in every worker
+    ctx.require_current_schema()  # an outdated schema stops the server here, with one line
     keys = "required" if auth_required(http) else "not required"
     where = f"http://{http.host}:{http.port}"
     print(f"serving on {where} ({http.workers} worker(s), API keys {keys})", file=sys.stderr)

@@ -33,6 +33,7 @@ SERVICE_COMMAND_GROUPS = {
     "scheduler": "suite.commands.scheduler",
     "search": "suite.commands.search",
     "preprocess": "suite.commands.preprocess",
+    "db": "suite.commands.db",
 }
 
 console = Console()

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from suite import builtins
 from suite.config import Settings, load_settings, validate_plugin_options
-from suite.errors import ConfigError, NotFoundError, PluginError
+from suite.errors import ConfigError, NotFoundError, PluginError, SchemaError
 from suite.plugins import PluginHost
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from services.preprocessing import Preprocessor
     from services.registry import ModelRegistry
     from services.scheduling import JobSpec, SchedulerService
+    from services.schema import DatabaseRole, MigrationHistory
     from services.search import IndexSpec, SearchBackend
     from services.training import TrainingEngine
     from suite.training_tasks import TrainingTask
@@ -47,6 +48,9 @@ class SuiteContext:
         self._embedders: dict[str, Embedder] = {}
         self._lock = threading.RLock()
         self._started = False
+        # One-shot commands bring an existing SQLite schema up to date; serve and the scheduler never do.
+        self.schema_auto_upgrade = True
+        self._schema_ready: set[str] = set()
 
     # -- life cycle --------------------------------------------------------------------
     @classmethod
@@ -141,11 +145,63 @@ class SuiteContext:
             else:
                 error = TypeError(f"suite_scheduled_jobs returned {type(job).__name__}, not a JobSpec")
                 self.plugins.record_failure(plugin, "suite_scheduled_jobs", error)
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.prepare_schema("jobstore")
         on_failure = self.plugins.record_failure if record_failures else None
         return SchedulerService(
             self.settings.scheduler, self.settings.effective_jobstore_url, jobs, on_failure=on_failure, **kwargs
         )
+
+    # -- database schema ---------------------------------------------------------------
+    def migration_histories(self) -> list[MigrationHistory]:
+        """The services' migration histories and every enabled plugin's (``suite_migrations``)."""
+        from services.schema import MigrationHistory, service_histories
+
+        histories = {history.name: ("services", history) for history in service_histories()}
+        for plugin, history in self.plugins.collect("suite_migrations", ctx=self):
+            if not isinstance(history, MigrationHistory):
+                raise PluginError(f"plugin '{plugin}': suite_migrations returned {type(history).__name__}")
+            if history.name in histories:
+                raise PluginError(f"plugin '{plugin}': migration history '{history.name}' is declared twice")
+            histories[history.name] = (plugin, history)
+        return [history for _, history in histories.values()]
+
+    def database_url(self, role: DatabaseRole) -> str:
+        """The URL of the ``main`` database (``ctx.database``) or of the scheduler's ``jobstore``."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.settings.effective_jobstore_url if role == "jobstore" else self.settings.effective_database_url
+
+    def prepare_schema(self, role: DatabaseRole, engine: Engine | None = None) -> None:
+        """Make the schema of one database usable by this code, once per process.
+
+        Absent tables are created at once. An outdated schema is upgraded by one-shot
+        commands on SQLite; anywhere else (PostgreSQL, ``suite serve``, ``suite scheduler
+        run``) it stops the command with :class:`~suite.errors.SchemaError`, one line
+        naming ``suite db upgrade``.
+        """
+        from services.database import create_database_engine
+        from services.schema import outdated_message, prepare
+
+        with self._lock:
+            if role in self._schema_ready:
+                return
+            histories = [h for h in self.migration_histories() if h.database == role]
+            own = engine is None
+            engine = engine or create_database_engine(self.database_url(role))
+            try:
+                upgrade = self.schema_auto_upgrade and engine.dialect.name == "sqlite"
+                left = prepare(engine, histories, upgrade_existing=upgrade)
+            finally:
+                if own:
+                    engine.dispose()
+            if left:
+                raise SchemaError(outdated_message(left, "suite db upgrade"))
+            self._schema_ready.add(role)
+
+    def require_current_schema(self) -> None:
+        """For long-running processes: create absent tables, refuse to start on an outdated schema."""
+        self.schema_auto_upgrade = False
+        self.prepare_schema("main", self.database)
+        self.prepare_schema("jobstore")
 
     def search_indexes(self) -> list[IndexSpec]:
         return [spec for _, spec in self.plugins.collect("suite_search_indexes", ctx=self)]
@@ -155,8 +211,13 @@ class SuiteContext:
     def database(self) -> Engine:
         from services.database import create_database_engine
 
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return create_database_engine(self.settings.effective_database_url)
+        engine = create_database_engine(self.database_url("main"))
+        try:
+            self.prepare_schema("main", engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return engine
 
     @cached_property
     def preprocessor(self) -> Preprocessor:

@@ -6,8 +6,18 @@ from services.errors import (
     ModelError,
     NotFoundError,
     PluginError,
+    SchemaError,
     SuiteError,
     one_line,
 )
 
-__all__ = ["ConfigError", "DataError", "ModelError", "NotFoundError", "PluginError", "SuiteError", "one_line"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "ModelError",
+    "NotFoundError",
+    "PluginError",
+    "SchemaError",
+    "SuiteError",
+    "one_line",
+]

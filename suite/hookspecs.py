@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from services.alerts import AlertSink
     from services.scheduling import JobSpec
+    from services.schema import MigrationHistory
     from services.search import IndexSpec
     from suite.context import SuiteContext
     from suite.plugins import PluginInfo
@@ -169,6 +170,25 @@ def suite_scheduled_jobs(ctx: SuiteContext) -> list[JobSpec]:
     recorded as failed with its plugin's name and does not stop the scheduler.
 
     :return: a list of :class:`services.scheduling.JobSpec`.
+    """
+
+
+@hookspec
+def suite_migrations(ctx: SuiteContext) -> MigrationHistory | list[MigrationHistory] | None:
+    """Declare the Alembic migrations that create and change the plugin's tables.
+
+    Called before ``ctx.database`` is first handed out and by ``suite db current|upgrade``.
+    A history is a folder of Alembic revision files inside the plugin's package and a
+    name; it gets its own version table (``alembic_version_<name>``), so it never
+    meets another package's revisions. Tables live in ``ctx.database`` unless the
+    history says ``database="jobstore"``. Do not call ``create_all``: the core creates
+    absent tables from the migrations on first use, and upgrades an existing schema as
+    the README's rule says (``suite serve`` and ``suite scheduler run`` refuse to
+    start on an outdated one). How to write a revision: :mod:`services.schema` and
+    ``docs/plugins.md`` ("Database schema").
+
+    :return: a :class:`services.schema.MigrationHistory` (or a list of them), e.g.
+        ``MigrationHistory("tickets", Path(__file__).parent / "migrations")``.
     """
 
 

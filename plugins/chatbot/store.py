@@ -4,15 +4,14 @@
 far and what the bot is waiting for (a slot value, or the answer to a clarifying
 question); sessions expire. ``chatbot_exchanges`` logs every exchange with its
 prediction, answer source, citations and the user's rating or correction. A turn (session
-update + exchange) is written in one transaction.
+update + exchange) is written in one transaction. Tables are created and changed by the
+plugin's migrations (``plugins/chatbot/migrations``).
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import uuid
-import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -73,9 +72,6 @@ exchanges = Table(
     Column("rated_at", DateTime),
 )
 
-_created: weakref.WeakSet[Engine] = weakref.WeakSet()  # engines whose tables exist
-_create_lock = threading.Lock()
-
 
 def utcnow() -> datetime:
     """Naive UTC: SQLite has no time zones, so every timestamp is stored as UTC without one."""
@@ -117,15 +113,11 @@ class Exchange:
 
 
 class ConversationStore:
-    """Sessions and exchanges over one SQLAlchemy engine; tables are created on first use."""
+    """Sessions and exchanges over one SQLAlchemy engine whose schema the migrations made (``ctx.database``)."""
 
     def __init__(self, engine: Engine, ttl_minutes: float = 30.0) -> None:
         self.engine = engine
         self.ttl = timedelta(minutes=ttl_minutes)
-        with _create_lock:
-            if engine not in _created:
-                metadata.create_all(engine, checkfirst=True)
-                _created.add(engine)
 
     # -- sessions ------------------------------------------------------------------------
     def load_session(self, conversation_id: str | None, now: datetime | None = None) -> SessionState:

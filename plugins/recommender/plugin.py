@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from fastapi import APIRouter
     from pydantic import BaseModel
 
+    from services.schema import MigrationHistory
     from services.search import IndexSpec
     from suite.context import SuiteContext
 
@@ -32,6 +33,13 @@ def suite_config_model() -> type[BaseModel]:
     from plugins.recommender.options import RecommenderOptions
 
     return RecommenderOptions
+
+
+@hookimpl
+def suite_migrations() -> MigrationHistory:
+    from plugins.recommender.migrations import HISTORY
+
+    return HISTORY
 
 
 @hookimpl

@@ -2,7 +2,8 @@
 
 Every write is one transaction: a file either goes in whole or not at all. A
 ``revision`` counter is bumped by each write, so that in-memory models built from the
-interactions (item-item co-occurrence) know when they are stale, in any process.
+interactions (item-item co-occurrence) know when they are stale, in any process. Tables
+are created and changed by the plugin's migrations (``plugins/recommender/migrations``).
 """
 
 from __future__ import annotations
@@ -90,11 +91,10 @@ def _chunks(values: Sequence, size: int = CHUNK) -> Iterator[Sequence]:
 
 
 class RecommenderStore:
-    """The plugin's tables on one SQLAlchemy engine, created on first use."""
+    """The plugin's tables on one SQLAlchemy engine whose schema the migrations made (``ctx.database``)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
 
     # -- items -------------------------------------------------------------------------
     def add_items(self, items: Sequence[Item], *, replace: bool = False) -> tuple[int, int]:

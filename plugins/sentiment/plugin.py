@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from fastapi import APIRouter
 
     from services.scheduling import JobSpec
+    from services.schema import MigrationHistory
     from services.search import IndexSpec
     from suite.context import SuiteContext
     from suite.training_tasks import TrainingTask
@@ -39,6 +40,13 @@ def suite_plugin_info() -> PluginInfo:
 @hookimpl
 def suite_config_model() -> type[SentimentOptions]:
     return SentimentOptions
+
+
+@hookimpl
+def suite_migrations() -> MigrationHistory:
+    from plugins.sentiment.migrations import HISTORY
+
+    return HISTORY
 
 
 @hookimpl

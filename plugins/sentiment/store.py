@@ -1,5 +1,8 @@
 """Documents, mentions, runs and alerts in SQL (SQLite by default, PostgreSQL by URL).
 
+Tables are created and changed by the plugin's migrations (``plugins/sentiment/migrations``):
+change a table here and add a revision there together.
+
 Ingestion is split so that a crash loses nothing and scores nothing twice: documents
 are inserted unscored (``pending``) in one transaction, then scored in batches, each
 batch committed with its mentions; only ``pending`` rows are ever scored.
@@ -7,8 +10,6 @@ batch committed with its mentions; only ``pending`` rows are ever scored.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -122,7 +123,7 @@ alert_table = Table(
     Column("kind", String(16), nullable=False),
     Column("entity", String(200)),
     Column("topic", String(64)),
-    Column("key", String(500), nullable=False, index=True),
+    Column("key", String(500), nullable=False),
     Column("severity", String(16), nullable=False),
     Column("title", Text, nullable=False),
     Column("message", Text, nullable=False),
@@ -134,6 +135,7 @@ alert_table = Table(
     Column("run_id", Integer),
     Column("backfill", Boolean, nullable=False, default=False),
     Column("deliveries", JSON, nullable=False, default=list),
+    Index("ix_sentiment_alerts_key_created_at", "key", "created_at"),  # the cool-down check's lookup
 )
 
 
@@ -226,24 +228,16 @@ class AlertRecord:
         return data
 
 
-_created: weakref.WeakSet[Engine] = weakref.WeakSet()  # engines whose tables exist
-_create_lock = threading.Lock()
-
-
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
 class SentimentStore:
-    """All SQL of the plugin; tables are created on first use."""
+    """All SQL of the plugin, on an engine whose schema the migrations made (``ctx.database``)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        with _create_lock:
-            if engine not in _created:
-                metadata.create_all(engine)
-                _created.add(engine)
 
     # -- documents -----------------------------------------------------------------------
     def insert_documents(self, docs: Sequence[NewDocument], run_id: int | None = None) -> InsertResult:

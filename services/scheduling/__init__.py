@@ -39,7 +39,7 @@ CONTRACT:
 Additions to the contract (all optional, nothing above changed):
     JobSpec.describe_trigger() -> str
     JobRun.duration_seconds
-    RunLog(url, *, engine=None, tablename="job_runs"); get(id); last_runs() -> dict[str, JobRun];
+    RunLog(url, *, engine=None); get(id); last_runs() -> dict[str, JobRun];  # table: scheduling/migrations
         mark_interrupted(run_ids=None, *, trigger=None, error="interrupted") -> int; close()
     SchedulerService(..., lock_path: Path | None = None (None: ``<db>.scheduler.lock`` beside a SQLite store),
                      *, tablename="apscheduler_jobs", stop_grace_seconds=10.0)

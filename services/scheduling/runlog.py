@@ -1,4 +1,8 @@
-"""The ``job_runs`` table: one row per run, scheduled or manual, in the job-store database."""
+"""The ``job_runs`` table: one row per run, scheduled or manual, in the job-store database.
+
+The table is created and changed by the ``scheduling`` migration history
+(``services/scheduling/migrations``); change :data:`job_runs_table` and add a revision together.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +21,10 @@ from sqlalchemy import (
     Table,
     Text,
     func,
-    inspect,
     select,
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
 
 from services.database import create_database_engine
 from services.errors import NotFoundError
@@ -31,6 +33,21 @@ RunStatus = Literal["running", "ok", "failed"]
 RunTrigger = Literal["schedule", "manual"]
 MAX_ERROR_CHARS = 1000
 INTERRUPTED = "interrupted"
+
+metadata = MetaData()
+job_runs_table = Table(
+    "job_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", String(191), nullable=False),
+    Column("plugin", String(100), nullable=False, default=""),
+    Column("trigger", String(16), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Index("ix_job_runs_job_id", "job", "id"),
+)
 
 
 @dataclass
@@ -67,33 +84,12 @@ class RunLog:
 
     Rows are written in short transactions: ``start`` before the job runs, ``finish``
     after, so a crash leaves a ``running`` row that the next scheduler marks as
-    interrupted.
+    interrupted. The table must exist: the core migrates the job-store database first.
     """
 
-    def __init__(self, url: str, *, engine: Engine | None = None, tablename: str = "job_runs") -> None:
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
         self.engine = engine or create_database_engine(url)
-        self.table = Table(
-            tablename,
-            MetaData(),
-            Column("id", Integer, primary_key=True, autoincrement=True),
-            Column("job", String(191), nullable=False),
-            Column("plugin", String(100), nullable=False, default=""),
-            Column("trigger", String(16), nullable=False),
-            Column("started_at", DateTime(timezone=True), nullable=False),
-            Column("finished_at", DateTime(timezone=True)),
-            Column("status", String(16), nullable=False),
-            Column("error", Text),
-        )
-        Index(f"ix_{tablename}_job_id", self.table.c.job, self.table.c.id)
-        self._create_table()
-
-    def _create_table(self) -> None:
-        try:
-            self.table.create(self.engine, checkfirst=True)
-        except DBAPIError:
-            # Another process created it between the check and the CREATE.
-            if not inspect(self.engine).has_table(self.table.name):
-                raise
+        self.table = job_runs_table
 
     def start(self, job: str, plugin: str, trigger: RunTrigger) -> int:
         insert = self.table.insert().values(

@@ -98,8 +98,8 @@ def build(ctx: SuiteContext) -> typer.Typer:
     ) -> None:
         """Show recent runs, scheduled and manual, newest first."""
         zone = resolve_timezone(ctx.settings.scheduler.timezone)
-        ctx.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        run_log = RunLog(ctx.settings.effective_jobstore_url)
+        ctx.prepare_schema("jobstore")
+        run_log = RunLog(ctx.database_url("jobstore"))
         try:
             runs = run_log.recent(name, limit)
         finally:

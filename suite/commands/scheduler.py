@@ -42,6 +42,7 @@ def build(ctx: SuiteContext) -> typer.Typer:
 
         Another scheduler on this job store? Stand by, take over when it stops.
         """
+        ctx.require_current_schema()  # never run jobs on an outdated schema: 'suite db upgrade' first
         show_scheduler_progress()
         ctx.startup()
         with ctx.scheduler() as service:

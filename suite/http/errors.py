@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from suite.errors import DataError, NotFoundError, SuiteError, one_line
+from suite.errors import DataError, NotFoundError, SchemaError, SuiteError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,8 @@ def suite_error_status(exc: SuiteError) -> int:
         return 404
     if isinstance(exc, DataError):
         return 422
+    if isinstance(exc, SchemaError):
+        return 503  # the server's database needs 'suite db upgrade': not the client's fault
     return 400  # ConfigError, ModelError, PluginError and other SuiteErrors
 
 

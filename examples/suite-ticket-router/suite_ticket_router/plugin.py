@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from fastapi import APIRouter
 
     from services.scheduling import JobSpec
+    from services.schema import MigrationHistory
     from services.search import IndexSpec
     from suite.context import SuiteContext
 
@@ -31,6 +32,13 @@ def suite_plugin_info() -> PluginInfo:
 @hookimpl
 def suite_config_model() -> type[TicketOptions]:
     return TicketOptions
+
+
+@hookimpl
+def suite_migrations() -> MigrationHistory:
+    from suite_ticket_router.migrations import HISTORY
+
+    return HISTORY
 
 
 @hookimpl

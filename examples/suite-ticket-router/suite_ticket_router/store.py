@@ -1,4 +1,8 @@
-"""Routed tickets in the suite's database (``ctx.database``: SQLite by default, PostgreSQL by URL)."""
+"""Routed tickets in the suite's database (``ctx.database``: SQLite by default, PostgreSQL by URL).
+
+The table is created and changed by the plugin's own migration history (``migrations/``,
+returned by the ``suite_migrations`` hook): the core runs it before handing out ``ctx.database``.
+"""
 
 from __future__ import annotations
 
@@ -49,7 +53,6 @@ class RoutedStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)  # checks first, so cheap once the table exists
 
     def routed_ids(self, ids: Iterable[str]) -> set[str]:
         with self.engine.connect() as connection:

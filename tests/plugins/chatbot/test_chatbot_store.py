@@ -8,14 +8,17 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import create_engine, text
 
+from plugins.chatbot.migrations import HISTORY
 from plugins.chatbot.store import ConversationStore, Exchange, SessionState, utcnow
 from services.database import create_database_engine
+from services.schema import upgrade
 from suite.errors import DataError, NotFoundError
 
 
 @pytest.fixture
 def sqlite_store(tmp_path):
     engine = create_database_engine(f"sqlite:///{tmp_path / 'suite.db'}")
+    upgrade(engine, HISTORY)
     yield ConversationStore(engine, ttl_minutes=30)
     engine.dispose()
 
@@ -74,6 +77,7 @@ def test_sessions_and_exchanges_on_sqlite(sqlite_store):
 def test_sessions_and_exchanges_on_postgres(postgres_url):
     engine = create_database_engine(postgres_url)
     try:
+        upgrade(engine, HISTORY)
         exercise_store(ConversationStore(engine))
     finally:
         engine.dispose()
@@ -97,7 +101,7 @@ def test_a_failed_turn_writes_nothing(sqlite_store):
 
 def test_tables_are_named_after_the_plugin(tmp_path):
     engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
-    ConversationStore(engine)
+    upgrade(engine, HISTORY)
     with engine.connect() as conn:
         names = {row[0] for row in conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))}
     assert {"chatbot_sessions", "chatbot_exchanges"} <= names

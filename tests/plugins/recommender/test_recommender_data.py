@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 import pytest
@@ -170,14 +171,16 @@ def test_store_keeps_histories_and_popularity(ctx):
 
 @pytest.mark.postgres
 def test_store_on_postgresql(context_factory, postgres_url):
-    from sqlalchemy import text
+    from sqlalchemy import create_engine, text
 
     from plugins.recommender.data import Interaction
-    from plugins.recommender.store import metadata
 
-    ctx = context_factory(postgres_url)
+    schema = f"recommender_test_{uuid.uuid4().hex[:10]}"  # tables and version table of this test only
+    admin = create_engine(postgres_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    ctx = context_factory(f"{postgres_url}?options=-csearch_path%3D{schema}")
     try:
-        metadata.drop_all(ctx.database)
         store = get_recommender(ctx).store
         store.add_items([Item("a", title="Alpha"), Item("b", title="Beta")])
         store.add_interactions([Interaction("u1", "a", datetime(2024, 1, 1)), Interaction("u1", "b", None)])
@@ -190,4 +193,7 @@ def test_store_on_postgresql(context_factory, postgres_url):
         with ctx.database.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM recommender_items")).scalar() == 2
     finally:
-        metadata.drop_all(ctx.database)
+        ctx.database.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

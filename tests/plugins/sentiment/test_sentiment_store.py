@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from plugins.sentiment.migrations import HISTORY
 from plugins.sentiment.sources import content_hash
 from plugins.sentiment.store import NewDocument, ScoreUpdate, SentimentStore
 from services.database import create_database_engine
+from services.schema import upgrade
 from suite.errors import NotFoundError
 
 NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
@@ -22,6 +24,7 @@ NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SentimentStore]:
     if request.param == "sqlite":
         engine = create_database_engine(f"sqlite:///{tmp_path / 'store.db'}")
+        upgrade(engine, HISTORY)
         yield SentimentStore(engine)
         engine.dispose()
         return
@@ -32,6 +35,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SentimentS
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     engine = create_database_engine(f"{url}?options=-csearch_path%3D{schema}")
     try:
+        upgrade(engine, HISTORY)
         yield SentimentStore(engine)
     finally:
         engine.dispose()

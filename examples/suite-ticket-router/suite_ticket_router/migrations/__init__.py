@@ -1,0 +1,8 @@
+"""The plugin's own migration history: Alembic revisions in this folder, version table ``alembic_version_tickets``."""
+
+from pathlib import Path
+
+from services.schema import MigrationHistory
+from suite_ticket_router.store import metadata
+
+HISTORY = MigrationHistory("tickets", Path(__file__).parent, legacy_tables=("tickets_routed",), metadata=metadata)

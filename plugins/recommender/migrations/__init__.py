@@ -1,0 +1,13 @@
+"""The recommender plugin's migrations: items, interactions and state (see :mod:`services.schema`)."""
+
+from pathlib import Path
+
+from plugins.recommender.store import metadata
+from services.schema import MigrationHistory
+
+HISTORY = MigrationHistory(
+    "recommender",
+    Path(__file__).parent,
+    legacy_tables=("recommender_items", "recommender_interactions", "recommender_state"),
+    metadata=metadata,
+)

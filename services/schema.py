@@ -1,0 +1,245 @@
+"""Schema migrations: one Alembic history per package, run programmatically (no alembic.ini).
+
+Every table the suite keeps in SQL is created and changed by Alembic revisions that
+live in the package owning the table. A package declares its history once::
+
+    # mypackage/migrations/__init__.py  (the folder holds the revision files)
+    from pathlib import Path
+    from services.schema import MigrationHistory
+
+    HISTORY = MigrationHistory("mypackage", Path(__file__).parent)
+
+Each history has its own version table (``alembic_version_<name>``), so histories of
+different packages never interfere and a third-party plugin ships its own. Services'
+histories are listed by the core; a plugin returns its history from the
+``suite_migrations`` hook. A revision is a plain Alembic script in that folder, named
+``<revision>_<slug>.py``; revisions are numbered ``0001``, ``0002``... within a history::
+
+    \"\"\"Index alerts by key and time.\"\"\"
+    import sqlalchemy as sa
+    from alembic import op
+
+    revision = "0002"
+    down_revision = "0001"
+
+    def upgrade() -> None:
+        op.create_index("ix_mypackage_things_kind", "mypackage_things", ["kind"])
+
+    def downgrade() -> None:
+        op.drop_index("ix_mypackage_things_kind", table_name="mypackage_things")
+
+Write the table definitions of your store and the revisions in the same change; the
+test ``tests/core/test_core_schema.py`` fails when a history's head does not create
+exactly the tables the code declares (pass them as ``metadata``). A baseline revision
+(``down_revision = None``) should create each table only if it is missing
+(:func:`table_missing`): then a database made by ``create_all`` before the package had
+migrations is adopted, not recreated.
+
+Upgrades run in one transaction per history under a lock (``BEGIN IMMEDIATE`` on
+SQLite, an advisory lock on PostgreSQL), so two processes starting together migrate
+once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import MetaData, inspect, text
+from sqlalchemy.engine import Connection, Engine
+
+from services.errors import ConfigError, SchemaError
+
+HistoryState = Literal["absent", "unversioned", "behind", "current", "unknown"]
+DatabaseRole = Literal["main", "jobstore"]
+NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+_LOCK_KEY = int.from_bytes(hashlib.sha256(b"suite-schema-migrations").digest()[:8], "big", signed=True)
+
+
+@dataclass(frozen=True)
+class MigrationHistory:
+    """One package's migrations: a folder of Alembic revisions and its own version table.
+
+    :param name: lowercase letters, digits and ``_``; usually the package's name. The
+        version table is ``alembic_version_<name>``.
+    :param directory: the folder holding the revision files.
+    :param database: which database the tables live in: ``main`` (``ctx.database``,
+        ``database_url``) or ``jobstore`` (the scheduler's ``scheduler.jobstore_url``).
+    :param legacy_tables: tables that a release before migrations created with
+        ``create_all``; when one exists without a version table, the database is an
+        existing one to upgrade rather than a fresh one to create.
+    :param metadata: the tables the code declares, for the check that the head
+        revision creates exactly them (tests only; optional).
+    """
+
+    name: str
+    directory: Path
+    database: DatabaseRole = "main"
+    legacy_tables: tuple[str, ...] = ()
+    metadata: MetaData | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not NAME.match(self.name):
+            raise ConfigError(f"migration history name {self.name!r}: use 1-41 lowercase letters, digits or '_'")
+        if not Path(self.directory).is_dir():
+            raise ConfigError(f"migration history {self.name}: no folder {self.directory}")
+
+    @property
+    def version_table(self) -> str:
+        return f"alembic_version_{self.name}"
+
+    @property
+    def script(self) -> ScriptDirectory:
+        return _script_directory(str(Path(self.directory).resolve()))
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        return tuple(sorted(self.script.get_heads()))
+
+
+@lru_cache(maxsize=64)
+def _script_directory(directory: str) -> ScriptDirectory:
+    script = ScriptDirectory(directory, version_locations=[directory])
+    heads = script.get_heads()
+    if len(heads) != 1:
+        raise ConfigError(f"migrations in {directory}: expected one head revision, found {len(heads)}")
+    return script
+
+
+@dataclass(frozen=True)
+class HistoryStatus:
+    """Where one history stands in one database."""
+
+    history: MigrationHistory
+    current: tuple[str, ...]
+    heads: tuple[str, ...]
+    state: HistoryState
+
+    @property
+    def name(self) -> str:
+        return self.history.name
+
+    @property
+    def current_label(self) -> str:
+        if self.state == "absent":
+            return "none"
+        if self.state == "unversioned":
+            return "unversioned"
+        return ",".join(self.current)
+
+    @property
+    def head_label(self) -> str:
+        return ",".join(self.heads)
+
+
+def table_missing(name: str) -> bool:
+    """In a revision: whether table ``name`` does not exist yet (for baselines that adopt old databases)."""
+    from alembic import op
+
+    return not inspect(op.get_bind()).has_table(name)
+
+
+def status(engine: Engine, history: MigrationHistory) -> HistoryStatus:
+    """Read where ``history`` stands in the database behind ``engine``."""
+    with engine.connect() as conn:
+        return _status(conn, history)
+
+
+def _status(conn: Connection, history: MigrationHistory) -> HistoryStatus:
+    context = MigrationContext.configure(conn, opts={"version_table": history.version_table})
+    current = tuple(sorted(context.get_current_heads()))
+    heads = history.heads
+    if not current:
+        present = [name for name in history.legacy_tables if inspect(conn).has_table(name)]
+        state: HistoryState = "unversioned" if present else "absent"
+    elif current == heads:
+        state = "current"
+    elif all(_known(history, rev) for rev in current):
+        state = "behind"
+    else:
+        state = "unknown"
+    return HistoryStatus(history, current, heads, state)
+
+
+def _known(history: MigrationHistory, revision: str) -> bool:
+    try:
+        return history.script.get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def upgrade(engine: Engine, history: MigrationHistory, target: str = "heads") -> HistoryStatus:
+    """Bring ``history`` to ``target`` (default: its head) in one locked transaction."""
+    script = history.script
+    with engine.connect() as conn:
+        _begin_locked(conn)
+        before = _status(conn, history)
+        if before.state == "unknown":
+            raise SchemaError(_unknown_message([before]))
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "version_table": history.version_table,
+                "script": script,
+                "fn": lambda revision, _context: script._upgrade_revs(target, revision),
+            },
+        )
+        with Operations.context(context):
+            context.run_migrations()
+        after = _status(conn, history)
+        conn.commit()
+    return after
+
+
+def _begin_locked(conn: Connection) -> None:
+    """Open the transaction the migration runs in, holding the database's migration lock."""
+    if conn.dialect.name == "sqlite":
+        # pysqlite runs DDL outside transactions unless one is open: BEGIN IMMEDIATE makes the
+        # migration atomic and takes the write lock, so a second process waits, then finds it done.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+
+
+def prepare(engine: Engine, histories: Iterable[MigrationHistory], *, upgrade_existing: bool) -> list[HistoryStatus]:
+    """Create absent histories (and upgrade existing ones if allowed); return those still not current."""
+    left = []
+    for history in histories:
+        found = status(engine, history)
+        if found.state == "current":
+            continue
+        if found.state == "absent" or (upgrade_existing and found.state in ("unversioned", "behind")):
+            found = upgrade(engine, history)
+        if found.state != "current":
+            left.append(found)
+    return left
+
+
+def outdated_message(statuses: Sequence[HistoryStatus], command: str) -> str:
+    """One line naming every history that is not current and what to do."""
+    unknown = [s for s in statuses if s.state == "unknown"]
+    if unknown:
+        return _unknown_message(unknown)
+    parts = "; ".join(f"{s.name} at {s.current_label}, code needs {s.head_label}" for s in statuses)
+    return f"database schema is out of date ({parts}): run '{command}'"
+
+
+def _unknown_message(statuses: Sequence[HistoryStatus]) -> str:
+    parts = "; ".join(f"{s.name} at {s.current_label}, code knows up to {s.head_label}" for s in statuses)
+    return f"database schema is newer than this code ({parts}): run the release that migrated it"
+
+
+def service_histories() -> list[MigrationHistory]:
+    """The shared services' own histories; the core adds each enabled plugin's (``suite_migrations``)."""
+    from services.scheduling.migrations import HISTORY as scheduling
+
+    return [scheduling]
