@@ -351,7 +351,6 @@ class Monitor:
             }
             for doc in candidate.evidence
         ]
-        # The outbox is built (its tables created) before the alert's transaction: SQLite would make that wait.
         outbox = self.ctx.alert_outbox if dispatch else None
         record = self.store.add_alert(
             enqueue=partial(_enqueue, outbox) if outbox else None,

@@ -30,6 +30,8 @@ from services.outbox import (
     backoff_delay,
     delivery_table,
 )
+from services.outbox.migrations import HISTORY as OUTBOX_HISTORY
+from services.schema import prepare
 from services.settings import AlertsConfig, EmailSinkConfig
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -67,9 +69,16 @@ def keys_received(server) -> list[str]:
     return [request.headers["Idempotency-Key"] for request in server.received]
 
 
+def migrated_engine(url: str):
+    """An engine on ``url`` with the outbox's tables made by its migrations, as the core makes them."""
+    engine = create_database_engine(url)
+    assert prepare(engine, [OUTBOX_HISTORY], upgrade_existing=False) == []
+    return engine
+
+
 @pytest.fixture
 def engine(tmp_path: Path):
-    engine = create_database_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
+    engine = migrated_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
     yield engine
     engine.dispose()
 
@@ -285,7 +294,7 @@ def shared_database_url(request, tmp_path: Path):
 
 def test_two_workers_on_one_database_never_send_a_row_twice(shared_database_url: str, webhook_server):
     webhook_server.script = [(200, 0.01)] * ROWS  # slow enough for the workers to overlap
-    engines = [create_database_engine(shared_database_url) for _ in range(2)]
+    engines = [migrated_engine(shared_database_url) for _ in range(2)]
     workers = [make_outbox(engine, webhook_server.url, seed=n) for n, engine in enumerate(engines)]
     ids = enqueue(workers[0], *[make_alert(n) for n in range(ROWS)])
     start = threading.Barrier(2)

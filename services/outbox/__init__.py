@@ -44,9 +44,7 @@ import logging
 import os
 import random
 import socket
-import threading
 import uuid
-import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -254,23 +252,16 @@ def backoff_delay(attempt: int, base: timedelta, cap: timedelta, rng: random.Ran
 
 
 # -- the outbox -------------------------------------------------------------------------------------
-_created: weakref.WeakSet[Engine] = weakref.WeakSet()  # engines whose tables exist
-_create_lock = threading.Lock()
-
-
-def _ensure_tables(engine: Engine) -> None:
-    with _create_lock:
-        if engine not in _created:
-            outbox_metadata.create_all(engine)
-            _created.add(engine)
-
-
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class AlertOutbox:
-    """Alert deliveries in SQL (the plugins' database) and the worker that sends them."""
+    """Alert deliveries in SQL (the plugins' database) and the worker that sends them.
+
+    The tables are made by the ``alert_outbox`` migrations (``services/outbox/migrations``),
+    which the core runs before it hands out ``ctx.database``.
+    """
 
     def __init__(
         self,
@@ -288,7 +279,6 @@ class AlertOutbox:
         self.lease = lease
         self.worker_id = worker_id or default_worker_id()
         self.rng = rng or random.Random()
-        _ensure_tables(engine)
 
     # -- writing ------------------------------------------------------------------------------
     def enqueue(
@@ -297,8 +287,7 @@ class AlertOutbox:
         """Queue ``alert`` for every sink (or the named ones) on ``conn``, inside the caller's transaction.
 
         Call it in the transaction that stores the alert: both are committed or neither is.
-        Build the outbox before opening that transaction (it creates its tables on a
-        connection of its own, which SQLite would make wait for yours). Returns the new ids.
+        Returns the new delivery ids.
         """
         names = list(self.dispatcher.sink_names if sinks is None else sinks)
         if not names:
