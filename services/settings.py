@@ -10,20 +10,36 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, SecretStr, field_validator
 
 _SHORT_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_seconds_duration(value: Any) -> Any:
-    """``"30s"``, ``"5m"``, ``"24h"``, ``"7d"`` or a number of seconds; anything else goes to pydantic."""
-    if isinstance(value, str) and (match := _SHORT_DURATION.match(value)):
-        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()])
+    """``"30s"``, ``"5m"``, ``"24h"``, ``"7d"`` or a number of seconds; ISO 8601 (``PT5M``) goes to pydantic."""
+    if isinstance(value, str):
+        if match := _SHORT_DURATION.match(value):
+            return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()])
+        if not value.strip().upper().startswith("P"):
+            raise ValueError(f"expected a duration such as 30s, 5m, 24h or 7d, got {value!r}")
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_seconds_duration)]
+def format_seconds_duration(value: timedelta) -> str:
+    """The short form ``parse_seconds_duration`` reads: ``30s``, ``5m``, ``24h``, ``7d``."""
+    seconds = value.total_seconds()
+    for unit in ("d", "h", "m"):
+        if seconds >= _UNIT_SECONDS[unit] and seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{seconds / _UNIT_SECONDS[unit]:g}{unit}"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_seconds_duration),
+    PlainSerializer(format_seconds_duration, return_type=str, when_used="json"),
+]
 
 
 class Section(BaseModel):

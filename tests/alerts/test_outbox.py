@@ -337,3 +337,12 @@ def test_the_receiver_gets_the_alert_as_it_was_raised(engine, webhook_server):
     with engine.connect() as conn:
         payload = conn.scalar(select(delivery_table.c.payload))
     assert json.loads(json.dumps(payload))["idempotency_key"] is None
+
+
+def test_delivery_settings_read_short_durations_and_refuse_nonsense():
+    config = AlertsConfig(delivery_max_age="36h", delivery_backoff=5, delivery_interval="PT30S")
+    assert config.delivery_max_age == timedelta(hours=36) and config.delivery_backoff == timedelta(seconds=5)
+    assert config.model_dump(mode="json")["delivery_interval"] == "30s"
+    for bad in ("soon", "0s", -1):
+        with pytest.raises(ValueError, match="duration"):
+            AlertsConfig(delivery_max_age=bad)
