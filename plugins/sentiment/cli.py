@@ -16,6 +16,7 @@ from rich.table import Table
 
 from plugins.sentiment.options import parse_duration
 from plugins.sentiment.sources import parse_timestamp
+from suite.commands import command_group
 from suite.errors import DataError
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ MAX_TEXTS = 100_000
 def register(cli: typer.Typer, ctx: SuiteContext) -> None:
     cli.add_typer(sentiment_commands(ctx), name="sentiment")
     cli.add_typer(monitor_commands(ctx), name="monitor")
-    cli.add_typer(alert_commands(ctx), name="alerts")
+    add_alert_commands(command_group(cli, "alerts"), ctx)  # the core's group: beside deliveries, redeliver
 
 
 def _monitor(ctx: SuiteContext) -> Monitor:
@@ -321,11 +322,8 @@ def _show_run(record: RunRecord, as_json: bool) -> None:
 
 
 # -- suite alerts ----------------------------------------------------------------------------------
-def alert_commands(ctx: SuiteContext) -> typer.Typer:
-    from suite.commands.alerts import add_delivery_commands
-
-    app = typer.Typer(help="Alerts: list, show, acknowledge; deliveries and redelivery.", no_args_is_help=True)
-    add_delivery_commands(app, ctx)
+def add_alert_commands(app: typer.Typer, ctx: SuiteContext) -> None:
+    """``list``, ``show`` and ``ack`` of sentiment alerts, in the core's ``alerts`` group."""
 
     @app.command("list")
     def list_alerts(
@@ -378,8 +376,6 @@ def alert_commands(ctx: SuiteContext) -> typer.Typer:
         record = _monitor(ctx).store.acknowledge(alert_id, by)
         who = f" by {record.acknowledged_by}" if record.acknowledged_by else ""
         console.print(f"alert {record.id} acknowledged{who} at {record.acknowledged_at:%Y-%m-%d %H:%M:%S} UTC")
-
-    return app
 
 
 def print_alert(record: AlertRecord, deliveries: list[dict[str, Any]] | None = None) -> None:

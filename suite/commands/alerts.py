@@ -1,7 +1,8 @@
-"""``suite alerts deliveries`` and ``suite alerts redeliver``: the alert outbox from the command line.
+"""``suite alerts``: the alert outbox of every plugin (``deliveries``, ``redeliver``).
 
-The ``alerts`` group belongs to the plugin that raises alerts; it adds these commands
-with :func:`add_delivery_commands`, so they read the outbox of every plugin alike.
+The core owns the group; a plugin that raises alerts adds its own commands to it
+(``suite.commands.command_group(cli, "alerts")``), e.g. the sentiment plugin's
+``list``, ``show`` and ``ack``.
 """
 
 from __future__ import annotations
@@ -84,6 +85,15 @@ def redeliver(outbox: AlertOutbox, delivery_id: int) -> None:
         f"alert delivery {record.id} to {escape(record.sink)} queued again (attempts so far: {record.attempts})",
         highlight=False,
     )
+
+
+HELP = "Alerts: deliveries per sink and redelivery (and the commands of plugins that raise alerts)."
+
+
+def build(ctx: SuiteContext) -> typer.Typer:
+    app = typer.Typer(help=HELP, no_args_is_help=True)
+    add_delivery_commands(app, ctx)
+    return app
 
 
 def add_delivery_commands(app: typer.Typer, ctx: SuiteContext) -> None:
