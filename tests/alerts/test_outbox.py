@@ -346,3 +346,19 @@ def test_delivery_settings_read_short_durations_and_refuse_nonsense():
     for bad in ("soon", "0s", -1):
         with pytest.raises(ValueError, match="duration"):
             AlertsConfig(delivery_max_age=bad)
+
+
+def test_each_attempt_outcome_is_counted_for_prometheus(engine, webhook_server):
+    registry = pytest.importorskip("prometheus_client", reason="prometheus-client is optional").REGISTRY
+    webhook_server.script = [(503, 0)]
+    outbox = make_outbox(engine, webhook_server.url)
+    [sink] = outbox.dispatcher.sink_names
+    enqueue(outbox, make_alert())
+    now = datetime.now(UTC)
+    outbox.deliver_due(now=now)
+    outbox.deliver_due(now=now + timedelta(hours=1))
+
+    def count(outcome: str) -> float | None:
+        return registry.get_sample_value("suite_alert_deliveries_total", {"sink": sink, "outcome": outcome})
+
+    assert (count("failed"), count("sent"), count("given_up")) == (1.0, 1.0, None)
