@@ -10,8 +10,8 @@ live in the package owning the table. A package declares its history once::
     HISTORY = MigrationHistory("mypackage", Path(__file__).parent)
 
 Each history has its own version table (``alembic_version_<name>``), so histories of
-different packages never interfere and a third-party plugin ships its own. Services'
-histories are listed by the core; a plugin returns its history from the
+different packages never interfere and a third-party plugin ships its own. A service
+adds its history to :func:`service_histories`; a plugin returns its history from the
 ``suite_migrations`` hook. A revision is a plain Alembic script in that folder, named
 ``<revision>_<slug>.py``; revisions are numbered ``0001``, ``0002``... within a history::
 
@@ -37,7 +37,8 @@ migrations is adopted, not recreated.
 
 Upgrades run in one transaction per history under a lock (``BEGIN IMMEDIATE`` on
 SQLite, an advisory lock on PostgreSQL), so two processes starting together migrate
-once.
+once, and a revision that fails leaves the database as it was (both databases have
+transactional DDL).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from alembic.util import CommandError
 from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection, Engine
 
-from services.errors import ConfigError, SchemaError
+from services.errors import ConfigError, SchemaError, one_line
 
 HistoryState = Literal["absent", "unversioned", "behind", "current", "unknown"]
 DatabaseRole = Literal["main", "jobstore"]
@@ -193,8 +194,13 @@ def upgrade(engine: Engine, history: MigrationHistory, target: str = "heads") ->
                 "fn": lambda revision, _context: script._upgrade_revs(target, revision),
             },
         )
-        with Operations.context(context):
-            context.run_migrations()
+        try:
+            with Operations.context(context):
+                context.run_migrations()
+        except Exception as exc:
+            conn.rollback()
+            where = f"from {before.current_label}" if before.state != "absent" else "on an empty database"
+            raise SchemaError(f"upgrading {history.name} {where} failed, nothing changed: {one_line(exc)}") from exc
         after = _status(conn, history)
         conn.commit()
     return after
@@ -229,8 +235,14 @@ def outdated_message(statuses: Sequence[HistoryStatus], command: str) -> str:
     unknown = [s for s in statuses if s.state == "unknown"]
     if unknown:
         return _unknown_message(unknown)
-    parts = "; ".join(f"{s.name} at {s.current_label}, code needs {s.head_label}" for s in statuses)
+    parts = "; ".join(f"{_where(s)}, code needs {s.head_label}" for s in statuses)
     return f"database schema is out of date ({parts}): run '{command}'"
+
+
+def _where(found: HistoryStatus) -> str:
+    if found.state == "unversioned":
+        return f"{found.name} made before migrations"
+    return f"{found.name} at {found.current_label}"
 
 
 def _unknown_message(statuses: Sequence[HistoryStatus]) -> str:

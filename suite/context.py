@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from services.preprocessing import Preprocessor
     from services.registry import ModelRegistry
     from services.scheduling import JobSpec, SchedulerService
-    from services.schema import DatabaseRole, MigrationHistory
+    from services.schema import DatabaseRole, HistoryStatus, MigrationHistory
     from services.search import IndexSpec, SearchBackend
     from services.training import TrainingEngine
     from suite.training_tasks import TrainingTask
@@ -178,12 +178,21 @@ class SuiteContext:
         run``) it stops the command with :class:`~suite.errors.SchemaError`, one line
         naming ``suite db upgrade``.
         """
+        self._refuse_outdated(self._prepare(role, engine))
+
+    def require_current_schema(self) -> None:
+        """For long-running processes: create absent tables, refuse to start on an outdated schema."""
+        self.schema_auto_upgrade = False
+        self._refuse_outdated(self._prepare("main") + self._prepare("jobstore"))
+
+    def _prepare(self, role: DatabaseRole, engine: Engine | None = None) -> list[HistoryStatus]:
+        """Prepare one database (see :meth:`prepare_schema`); return the histories left outdated."""
         from services.database import create_database_engine
-        from services.schema import outdated_message, prepare
+        from services.schema import prepare
 
         with self._lock:
             if role in self._schema_ready:
-                return
+                return []
             histories = [h for h in self.migration_histories() if h.database == role]
             own = engine is None
             engine = engine or create_database_engine(self.database_url(role))
@@ -193,15 +202,16 @@ class SuiteContext:
             finally:
                 if own:
                     engine.dispose()
-            if left:
-                raise SchemaError(outdated_message(left, "suite db upgrade"))
-            self._schema_ready.add(role)
+            if not left:
+                self._schema_ready.add(role)
+            return left
 
-    def require_current_schema(self) -> None:
-        """For long-running processes: create absent tables, refuse to start on an outdated schema."""
-        self.schema_auto_upgrade = False
-        self.prepare_schema("main", self.database)
-        self.prepare_schema("jobstore")
+    @staticmethod
+    def _refuse_outdated(left: list[HistoryStatus]) -> None:
+        from services.schema import outdated_message
+
+        if left:
+            raise SchemaError(outdated_message(left, "suite db upgrade"))
 
     def search_indexes(self) -> list[IndexSpec]:
         return [spec for _, spec in self.plugins.collect("suite_search_indexes", ctx=self)]

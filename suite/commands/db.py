@@ -70,22 +70,23 @@ def open_database(ctx: SuiteContext, role: DatabaseRole) -> Iterator[Engine]:
 
 
 def schema_statuses(ctx: SuiteContext) -> list[HistoryStatus]:
+    """Where every history stands, without changing anything."""
     from services.schema import status
 
     found = []
+    every = ctx.migration_histories()
     for role in ("main", "jobstore"):
-        histories = [history for history in ctx.migration_histories() if history.database == role]
+        histories = [history for history in every if history.database == role]
         if histories:
             with open_database(ctx, role) as engine:
                 found += [status(engine, history) for history in histories]
     return found
 
 
-def upgrade_histories(ctx: SuiteContext, names: Sequence[str]) -> list[str]:
-    """Upgrade the chosen histories to their heads; one line per history saying what changed."""
+def upgrade_histories(ctx: SuiteContext, names: Sequence[str]) -> Iterator[str]:
+    """Upgrade the chosen histories to their heads, yielding one line per history as it is done."""
     from services.schema import status, upgrade
 
-    lines = []
     chosen = select_histories(ctx, names)
     for role in ("main", "jobstore"):
         histories = [history for history in chosen if history.database == role]
@@ -96,10 +97,9 @@ def upgrade_histories(ctx: SuiteContext, names: Sequence[str]) -> list[str]:
                 before = status(engine, history)
                 after = upgrade(engine, history)
                 if before.state == "current":
-                    lines.append(f"{history.name}: at {after.current_label} already")
+                    yield f"{history.name}: at {after.current_label} already"
                 else:
-                    lines.append(f"{history.name}: {before.current_label} -> {after.current_label}")
-    return lines
+                    yield f"{history.name}: {before.current_label} -> {after.current_label}"
 
 
 def show_statuses(statuses: Sequence[HistoryStatus], as_json: bool) -> None:
@@ -121,3 +121,5 @@ def show_statuses(statuses: Sequence[HistoryStatus], as_json: bool) -> None:
         style = STATE_STYLES[s.state]
         table.add_row(s.name, s.history.database, s.current_label, s.head_label, f"[{style}]{s.state}[/]")
     console.print(table)
+    if any(s.state in ("behind", "unversioned") for s in statuses):
+        console.print("run 'suite db upgrade' to bring them to the code's head", highlight=False)

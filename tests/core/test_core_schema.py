@@ -7,6 +7,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from suite.context import SuiteContext
 from suite.errors import SchemaError
 
 runner = CliRunner()
+BUILT_INS = {"chatbot", "recommender", "sentiment"}
 OUTDATED = "error: database schema is out of date (sentiment at 0001, code needs 0002): run 'suite db upgrade'\n"
 
 
@@ -50,9 +52,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 def make_context(data_dir: Path, url: str | None = None) -> SuiteContext:
-    """The built-in plugins, with the plugin stores and the job store in one database (as in Compose)."""
+    """The built-in plugins only, with the plugin stores and the job store in one database (as in Compose)."""
+    others = {ep.name: {"enabled": False} for ep in entry_points(group="suite.plugins") if ep.name not in BUILT_INS}
     overrides: dict[str, Any] = {"database_url": url, "scheduler": {"jobstore_url": url}} if url else {}
-    return SuiteContext.create(None, data_dir=data_dir, **overrides)
+    return SuiteContext.create(None, data_dir=data_dir, plugins=others, **overrides)
 
 
 def write_previous_release(url: str) -> None:
@@ -243,3 +246,64 @@ def test_db_current_and_upgrade_one_history(tmp_path: Path) -> None:
 
     unknown = runner.invoke(app, ["db", "upgrade", "nosuch"])
     assert unknown.exit_code != 0 and "unknown migration history 'nosuch'" in str(unknown.exception)
+
+
+THINGS_REVISIONS = {
+    "0001": (
+        "None",
+        'op.create_table("things", sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.Text))',
+    ),
+    "0002": (
+        '"0001"',
+        'op.add_column("things", sa.Column("slug", sa.Text))\n    op.execute("UPDATE things SET slug = upper(name)")',
+    ),
+    "0003": (
+        '"0002"',
+        'op.create_table("leftovers", sa.Column("id", sa.Integer))\n    raise RuntimeError("disk on fire")',
+    ),
+}
+
+
+def things_history(folder: Path, revisions: list[str]) -> MigrationHistory:
+    """A package's history written by the test: the given revisions of :data:`THINGS_REVISIONS`."""
+    folder.mkdir()
+    for revision in revisions:
+        down, body = THINGS_REVISIONS[revision]
+        script = f"import sqlalchemy as sa\nfrom alembic import op\n\nrevision = {revision!r}\ndown_revision = {down}\n"
+        (folder / f"{revision}_step.py").write_text(f"{script}\n\ndef upgrade():\n    {body}\n")
+    return MigrationHistory("things", folder)
+
+
+def test_a_data_migration_keeps_every_row_and_a_failing_one_changes_nothing(database_url: str, tmp_path: Path) -> None:
+    engine = create_database_engine(database_url)
+    assert upgrade(engine, things_history(tmp_path / "v1", ["0001"])).current == ("0001",)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO things (id, name) VALUES (1, 'alpha'), (2, 'beta')"))
+
+    broken = things_history(tmp_path / "v3", ["0001", "0002", "0003"])
+    with pytest.raises(SchemaError, match=r"upgrading things from 0001 failed, nothing changed: .*disk on fire"):
+        upgrade(engine, broken)
+    assert status(engine, broken).current == ("0001",)
+    assert not inspect(engine).has_table("leftovers")
+    assert [column["name"] for column in inspect(engine).get_columns("things")] == ["id", "name"]
+
+    assert upgrade(engine, things_history(tmp_path / "v2", ["0001", "0002"])).current == ("0002",)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, name, slug FROM things ORDER BY id")).all()
+    assert [tuple(row) for row in rows] == [(1, "alpha", "ALPHA"), (2, "beta", "BETA")]
+    engine.dispose()
+
+
+def test_a_server_refuses_a_database_made_before_migrations(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    write_previous_release(url)
+    with pytest.raises(SchemaError) as refused:
+        make_context(tmp_path / "data", url).require_current_schema()
+    assert str(refused.value) == (
+        "database schema is out of date (chatbot made before migrations, code needs 0001; "
+        "recommender made before migrations, code needs 0001; sentiment made before migrations, code needs 0002; "
+        "scheduling made before migrations, code needs 0001): run 'suite db upgrade'"
+    )
+    listed = runner.invoke(build_app(make_context(tmp_path / "data", url)), ["db", "current"])
+    assert "run 'suite db upgrade'" in listed.output
+    assert {s.state for s in schema_statuses(make_context(tmp_path / "data", url))} == {"unversioned"}

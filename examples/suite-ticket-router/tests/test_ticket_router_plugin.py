@@ -21,6 +21,7 @@ HOOKS = {
     "suite_config_model",
     "suite_entity_patterns",
     "suite_http_routers",
+    "suite_migrations",
     "suite_plugin_info",
     "suite_scheduled_jobs",
     "suite_search_indexes",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from suite_ticket_router.routing import process_inbox
-from suite_ticket_router.store import RoutedStore, routed_table
+from suite_ticket_router.store import RoutedStore
 from ticket_router_support import PLUGIN, QUEUES, TINY_TRAINING, make_context
 from typer.testing import CliRunner
 
@@ -96,17 +97,21 @@ def test_scheduled_job_routes_the_inbox_once(trained_ctx, inbox):
 @pytest.mark.postgres
 def test_inbox_job_stores_in_postgresql(trained_copy, inbox, postgres_url):
     """The same store on PostgreSQL: ``database_url`` is all it takes."""
+    schema = f"tickets_test_{uuid.uuid4().hex[:10]}"  # a schema of its own on a shared test database
     engine = create_engine(postgres_url)
-    routed_table.drop(engine, checkfirst=True)  # a clean table on a shared test database
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
-        ctx = make_context(trained_copy, {"inbox": str(inbox)}, database_url=postgres_url)
+        url = f"{postgres_url}?options=-csearch_path%3D{schema}"
+        ctx = make_context(trained_copy, {"inbox": str(inbox)}, database_url=url)
         ctx.startup()
         assert (process_inbox(ctx).routed, process_inbox(ctx).routed) == (10, 0)
         stored = RoutedStore(ctx.database).recent(limit=100)
         assert len(stored) == 10 and all(t.routed_at.tzinfo is not None for t in stored)
         ctx.shutdown()
     finally:
-        routed_table.drop(engine, checkfirst=True)
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
 
 

@@ -75,12 +75,19 @@ def test_sessions_and_exchanges_on_sqlite(sqlite_store):
 
 @pytest.mark.postgres
 def test_sessions_and_exchanges_on_postgres(postgres_url):
-    engine = create_database_engine(postgres_url)
+    schema = f"chatbot_test_{uuid.uuid4().hex[:10]}"  # tables and version table of this test only
+    admin = create_engine(postgres_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = create_database_engine(f"{postgres_url}?options=-csearch_path%3D{schema}")
     try:
         upgrade(engine, HISTORY)
         exercise_store(ConversationStore(engine))
     finally:
         engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def test_a_new_conversation_gets_an_id_and_bad_ids_are_refused(sqlite_store):
