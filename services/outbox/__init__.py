@@ -325,20 +325,22 @@ class AlertOutbox:
     def deliver_due(self, *, now: datetime | None = None, limit: int | None = None) -> PassResult:
         """Send every due delivery once (at most ``limit``, default ``delivery_batch``); never sleeps.
 
+        A delivery that fails is not tried again in the same pass, however short its back-off.
         ``now`` pins the clock (tests); by default each step reads the real time.
         """
-        result = PassResult()
+        result, tried = PassResult(), []
         for _ in range(limit or self.config.delivery_batch):
-            row = self._claim(now or utcnow())
+            row = self._claim(now or utcnow(), exclude=tried)
             if row is None:
                 break
+            tried.append(row["id"])
             outcome = self._attempt(row, now)
             setattr(result, outcome, getattr(result, outcome) + 1)
         if result.sent or result.failed or result.given_up:
             log.info("alert deliveries: %s", result)
         return result
 
-    def _claim(self, now: datetime) -> RowMapping | None:
+    def _claim(self, now: datetime, exclude: Sequence[int] = ()) -> RowMapping | None:
         """Atomically take the next due row for this worker, or None when nothing is due."""
         table = delivery_table
         due = (
@@ -347,6 +349,7 @@ class AlertOutbox:
                 table.c.status.in_(OPEN),
                 table.c.next_attempt_at <= now,
                 or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
+                table.c.id.not_in(exclude),
             )
             .order_by(table.c.next_attempt_at, table.c.id)
             .limit(1)
@@ -373,26 +376,28 @@ class AlertOutbox:
         finished = pinned_now or utcnow()
         return self._record(row, started, finished, error)
 
-    def _record(self, row: RowMapping, started: datetime, finished: datetime, error: Exception | None) -> str:
+    def _next_state(self, row: RowMapping, finished: datetime, error: Exception | None) -> dict[str, Any]:
+        """The row's new status and schedule after an attempt: sent, retry later, or given up with the reason."""
         number = row["attempts"] + 1
-        values: dict[str, Any] = {"attempts": number, "claimed_by": None, "claimed_until": None}
-        message = _describe(error) if error else None
         if error is None:
-            outcome = SENT
-            values.update(status=SENT, sent_at=finished, next_attempt_at=None, last_error=None)
-        elif isinstance(error, DeliveryError) and error.permanent:
-            outcome = GIVEN_UP
-            values.update(status=GIVEN_UP, next_attempt_at=None, last_error=f"given up at once: {message}")
-        elif finished - row["queued_at"] >= self.config.delivery_max_age:
-            outcome = GIVEN_UP
-            age = _describe_age(finished - row["queued_at"])
-            reason = f"gave up after {number} attempt(s) over {age}: {message}"
-            values.update(status=GIVEN_UP, next_attempt_at=None, last_error=reason)
-        else:
-            outcome = FAILED
-            wait = backoff_delay(number, self.config.delivery_backoff, self.config.delivery_max_backoff, self.rng)
-            wait = max(wait, timedelta(seconds=getattr(error, "retry_after", 0.0) or 0.0))
-            values.update(status=FAILED, next_attempt_at=finished + wait, last_error=message)
+            return {"status": SENT, "sent_at": finished, "next_attempt_at": None, "last_error": None}
+        message = _describe(error)
+        if isinstance(error, DeliveryError) and error.permanent:
+            return {"status": GIVEN_UP, "next_attempt_at": None, "last_error": f"given up at once: {message}"}
+        age = finished - row["queued_at"]
+        if age >= self.config.delivery_max_age:
+            reason = f"gave up after {number} attempt(s) over {_describe_age(age)}: {message}"
+            return {"status": GIVEN_UP, "next_attempt_at": None, "last_error": reason}
+        wait = backoff_delay(number, self.config.delivery_backoff, self.config.delivery_max_backoff, self.rng)
+        wait = max(wait, timedelta(seconds=getattr(error, "retry_after", 0.0) or 0.0))  # a 429's Retry-After
+        return {"status": FAILED, "next_attempt_at": finished + wait, "last_error": message}
+
+    def _record(self, row: RowMapping, started: datetime, finished: datetime, error: Exception | None) -> str:
+        """Save the attempt and the row's next state in one transaction; returns the outcome."""
+        number = row["attempts"] + 1
+        values = {**self._next_state(row, finished, error), "attempts": number, "claimed_by": None}
+        values["claimed_until"] = None
+        outcome, message = values["status"], _describe(error) if error else None
         with self.engine.begin() as conn:
             updated = conn.execute(
                 update(delivery_table)

@@ -362,3 +362,11 @@ def test_each_attempt_outcome_is_counted_for_prometheus(engine, webhook_server):
         return registry.get_sample_value("suite_alert_deliveries_total", {"sink": sink, "outcome": outcome})
 
     assert (count("failed"), count("sent"), count("given_up")) == (1.0, 1.0, None)
+
+
+def test_one_pass_tries_a_delivery_once_however_short_its_backoff(engine, webhook_server):
+    webhook_server.script = [(503, 0)] * 10
+    outbox = make_outbox(engine, webhook_server.url, delivery_backoff="0.001s", delivery_max_backoff="0.001s")
+    [delivery_id] = enqueue(outbox, make_alert())
+    assert outbox.deliver_due().failed == 1
+    assert len(webhook_server.received) == 1 and outbox.delivery(delivery_id).attempts == 1
