@@ -395,8 +395,12 @@ class AlertOutbox:
     def _record(self, row: RowMapping, started: datetime, finished: datetime, error: Exception | None) -> str:
         """Save the attempt and the row's next state in one transaction; returns the outcome."""
         number = row["attempts"] + 1
-        values = {**self._next_state(row, finished, error), "attempts": number, "claimed_by": None}
-        values["claimed_until"] = None
+        values = {
+            **self._next_state(row, finished, error),
+            "attempts": number,
+            "claimed_by": None,
+            "claimed_until": None,
+        }
         outcome, message = values["status"], _describe(error) if error else None
         with self.engine.begin() as conn:
             updated = conn.execute(
