@@ -370,3 +370,13 @@ def test_one_pass_tries_a_delivery_once_however_short_its_backoff(engine, webhoo
     [delivery_id] = enqueue(outbox, make_alert())
     assert outbox.deliver_due().failed == 1
     assert len(webhook_server.received) == 1 and outbox.delivery(delivery_id).attempts == 1
+
+
+def test_two_webhooks_to_one_host_get_distinct_sink_names():
+    from services.alerts import sinks_from_config
+
+    config = AlertsConfig(log=False, webhooks=[{"url": "https://hooks.example/a"}, {"url": "https://hooks.example/b"}])
+    assert [sink.name for sink in sinks_from_config(config)] == [
+        "webhook https://hooks.example",
+        "webhook https://hooks.example #2",
+    ]
