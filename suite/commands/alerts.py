@@ -47,7 +47,7 @@ def deliveries_table(records: list[DeliveryRecord], width: int) -> Table:
     """One line per delivery that fits ``width`` columns: the last error is cut to the room left."""
     rows = [[str(r.id), _alert(r), r.sink, r.status, str(r.attempts), _when(r), r.last_error or ""] for r in records]
     headers = ["id", "alert", "sink", "status", "tries", "when (UTC)", "last error"]
-    fixed = [max(len(header), *(len(row[n]) for row in rows)) for n, header in enumerate(headers[:-1])]
+    fixed = [max([len(header), *(len(row[n]) for row in rows)]) for n, header in enumerate(headers[:-1])]
     fixed[2] = min(fixed[2], SINK_WIDTH)
     # rich shrinks every no-wrap column alike when a table is too wide; size the error column ourselves.
     gaps = 3 * (len(headers) - 1)  # padding either side of each column divider, and the divider
