@@ -34,6 +34,7 @@ SERVICE_COMMAND_GROUPS = {
     "search": "suite.commands.search",
     "preprocess": "suite.commands.preprocess",
     "db": "suite.commands.db",
+    "alerts": "suite.commands.alerts",
 }
 
 console = Console()
