@@ -334,7 +334,7 @@ class AlertDispatcher:
                 deliveries.append(Delivery(name, False, one_line(exc)))
             else:
                 deliveries.append(Delivery(name, True))
-            metrics.record_delivery(name, deliveries[-1].ok)
+            metrics.record_delivery(name, "sent" if deliveries[-1].ok else "failed")
         return deliveries
 
     def _report(self, owner: str, exc: Exception) -> None:

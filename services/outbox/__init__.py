@@ -69,6 +69,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.types import TypeDecorator
 
+from services import metrics
 from services.alerts import Alert, DeliveryError
 from services.errors import DataError, NotFoundError, one_line
 from services.settings import AlertsConfig
@@ -143,20 +144,9 @@ attempt_table = Table(
 
 
 # -- metrics ------------------------------------------------------------------------------------------
-try:
-    from prometheus_client import Counter as _PromCounter
-except ImportError:  # prometheus-client is optional
-    _deliveries_counter = None
-else:
-    _deliveries_counter = _PromCounter(
-        "suite_alert_deliveries", "Alert delivery attempts by sink and outcome", ["sink", "outcome"]
-    )
-
-
 def record_outcome(sink: str, outcome: str) -> None:
     """Count one attempt's outcome (sent, failed, given_up): the one place metrics hook into delivery."""
-    if _deliveries_counter is not None:
-        _deliveries_counter.labels(sink=sink, outcome=outcome).inc()
+    metrics.record_delivery(sink, outcome)
 
 
 # -- records ----------------------------------------------------------------------------------------
