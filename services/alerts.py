@@ -25,6 +25,15 @@ Additions (nothing above changed):
     EmailSink(config, *, name="email"); EmailSink.build_message(alert) -> EmailMessage
     class DeliveryError(Exception)  # what a sink raises when it gives up
     def render_text(alert) -> str   # the plain-text body used by e-mail
+
+Additions for the outbox (services.outbox; nothing above changed):
+    Alert.idempotency_key: str | None = None   # stable per (alert, sink) delivery; the outbox sets it
+    Alert.from_dict(data) -> Alert
+    DeliveryError(message, *, permanent=False, retry_after=0.0)  # permanent: sending again cannot help
+    WebhookSink.send_once(alert)     # one POST, no sleeping; sends header Idempotency-Key when set
+    EmailSink: Message-ID <idempotency_key@sender-domain> when set (stable across attempts)
+    AlertDispatcher.sink_names -> list[str]; AlertDispatcher.send_once(sink_name, alert)
+    sinks_from_config gives sinks unique names ("webhook https://host", "webhook https://host #2")
 """
 
 from __future__ import annotations
@@ -70,6 +79,7 @@ class Alert:
     evidence: list[dict[str, Any]] = field(default_factory=list)
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     data: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None  # the same on every attempt of one delivery: receivers drop repeats
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -78,6 +88,14 @@ class Alert:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data; datetimes as ISO 8601."""
         return json.loads(json.dumps(asdict(self), default=_jsonable))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Alert:
+        """The inverse of :meth:`to_dict` (unknown keys are ignored)."""
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        if isinstance(known.get("created_at"), str):
+            known["created_at"] = datetime.fromisoformat(known["created_at"])
+        return cls(**known)
 
 
 def _jsonable(value: Any) -> Any:
@@ -93,7 +111,16 @@ class AlertSink(Protocol):
 
 
 class DeliveryError(Exception):
-    """A sink gave up on an alert."""
+    """A sink gave up on an alert.
+
+    ``permanent``: sending the same alert again cannot help (the receiver refused it);
+    ``retry_after``: the least number of seconds the receiver asked us to wait.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
 
 
 class LogSink:
@@ -131,7 +158,8 @@ class WebhookSink:
     Retries wait ``backoff * 2**attempt`` seconds (or the server's ``Retry-After``,
     capped at a minute); other 4xx answers fail at once, since sending the same body
     again cannot help. A request that timed out may have been received, so delivery
-    is at least once: receivers should de-duplicate on ``key`` and ``created_at``.
+    is at least once: receivers should de-duplicate on the ``Idempotency-Key`` header
+    (sent when the alert has one, as every outbox delivery does).
     """
 
     def __init__(
@@ -158,15 +186,35 @@ class WebhookSink:
     def send(self, alert: Alert) -> None:
         body = json.dumps(alert.to_dict(), ensure_ascii=False).encode()
         error, wait = "", 0.0
-        with httpx.Client(timeout=self.timeout, headers=self.headers) as client:
+        with httpx.Client(timeout=self.timeout, headers=self._headers(alert)) as client:
             for attempt in range(self.retries + 1):
                 if attempt:
                     time.sleep(max(wait, self.backoff * 2 ** (attempt - 1)))
-                failure = self._attempt(client, body)
+                try:
+                    failure = self._attempt(client, body)
+                except DeliveryError as exc:
+                    raise DeliveryError(f"{self.where} {exc}", permanent=True) from None
                 if failure is None:
                     return
                 error, wait = failure
-        raise DeliveryError(f"{self.where}: gave up after {self.retries + 1} attempt(s): {error}")
+        raise DeliveryError(f"{self.where}: gave up after {self.retries + 1} attempt(s): {error}", retry_after=wait)
+
+    def send_once(self, alert: Alert) -> None:
+        """One POST and no sleeping: the outbox worker owns retries and back-off.
+
+        Errors do not repeat the host: the outbox records them under the sink's name.
+        """
+        body = json.dumps(alert.to_dict(), ensure_ascii=False).encode()
+        with httpx.Client(timeout=self.timeout, headers=self._headers(alert)) as client:
+            failure = self._attempt(client, body)
+        if failure is not None:
+            error, wait = failure
+            raise DeliveryError(error, retry_after=wait)
+
+    def _headers(self, alert: Alert) -> dict[str, str]:
+        if alert.idempotency_key:
+            return {**self.headers, "Idempotency-Key": alert.idempotency_key}
+        return self.headers
 
     def _attempt(self, client: httpx.Client, body: bytes) -> tuple[str, float] | None:
         """One POST: None if delivered, else (error, least wait before retrying); raise if hopeless."""
@@ -178,7 +226,7 @@ class WebhookSink:
             return None
         error = f"HTTP {response.status_code} {response.reason_phrase}".strip()
         if response.status_code not in RETRY_STATUSES:
-            raise DeliveryError(f"{self.where} refused the alert: {error}")
+            raise DeliveryError(f"refused the alert: {error}", permanent=True)
         return error, _retry_after(response)
 
 
@@ -226,7 +274,10 @@ class EmailSink:
         message["To"] = ", ".join(self.config.recipients)
         created = alert.created_at
         message["Date"] = format_datetime(created if created.tzinfo else created.replace(tzinfo=timezone.utc))
-        message["Message-ID"] = make_msgid(domain=self.config.sender.rpartition("@")[2] or None)
+        domain = self.config.sender.rpartition("@")[2] or None
+        # A stable Message-ID lets mail servers and clients drop a repeated delivery of the same alert.
+        key = alert.idempotency_key
+        message["Message-ID"] = f"<{key}@{domain or 'suite.invalid'}>" if key else make_msgid(domain=domain)
         message["X-Suite-Alert-Key"] = alert.key
         message.set_content(render_text(alert))
         return message
@@ -262,11 +313,31 @@ class AlertDispatcher:
         self.sinks: list[AlertSink] = [sink for _, sink in self._owned]
         self.on_failure = on_failure
 
+    @property
+    def sink_names(self) -> list[str]:
+        """The name of every sink, in order: what the outbox records per delivery."""
+        return [_sink_name(sink) for sink in self.sinks]
+
+    def send_once(self, sink_name: str, alert: Alert) -> None:
+        """One attempt at one sink (``send_once`` where the sink has it); raises what the sink raised.
+
+        A failure is also reported to ``on_failure`` under the sink's owner.
+        """
+        found = [(owner, sink) for owner, sink in self._owned if _sink_name(sink) == sink_name]
+        if not found:
+            raise DeliveryError(f"no sink named '{sink_name}' is configured now")
+        owner, sink = found[0]
+        try:
+            getattr(sink, "send_once", sink.send)(alert)
+        except Exception as exc:
+            self._report(owner, exc)
+            raise
+
     def dispatch(self, alert: Alert) -> list[Delivery]:
         """Deliver ``alert`` to each sink; one :class:`Delivery` per sink, in sink order."""
         deliveries = []
         for owner, sink in self._owned:
-            name = getattr(sink, "name", type(sink).__name__)
+            name = _sink_name(sink)
             try:
                 sink.send(alert)
             except Exception as exc:
@@ -275,7 +346,7 @@ class AlertDispatcher:
                 deliveries.append(Delivery(name, False, one_line(exc)))
             else:
                 deliveries.append(Delivery(name, True))
-            metrics.record_delivery(name, deliveries[-1].ok)
+            metrics.record_delivery(name, "sent" if deliveries[-1].ok else "failed")
         return deliveries
 
     def _report(self, owner: str, exc: Exception) -> None:
@@ -287,11 +358,24 @@ class AlertDispatcher:
             log.exception("the alert failure handler raised")
 
 
+def _sink_name(sink: AlertSink) -> str:
+    return getattr(sink, "name", type(sink).__name__)
+
+
 def sinks_from_config(config: AlertsConfig) -> list[AlertSink]:
-    """The built-in sinks the ``[alerts]`` section asks for: log, webhooks, e-mail."""
+    """The built-in sinks the ``[alerts]`` section asks for: log, webhooks, e-mail.
+
+    Names are unique (the outbox finds a sink by name): a second webhook to the same
+    host is ``webhook https://host #2``.
+    """
     sinks: list[AlertSink] = [LogSink(format=config.log_format)] if config.log else []
+    seen: dict[str, int] = {}
     for hook in config.webhooks:
-        sinks.append(WebhookSink(hook.url, hook.timeout, hook.retries, hook.backoff, hook.headers))
+        sink = WebhookSink(hook.url, hook.timeout, hook.retries, hook.backoff, hook.headers)
+        seen[sink.name] = seen.get(sink.name, 0) + 1
+        if seen[sink.name] > 1:
+            sink.name = f"{sink.name} #{seen[sink.name]}"
+        sinks.append(sink)
     if config.email is not None:
         sinks.append(EmailSink(config.email))
     return sinks

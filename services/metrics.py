@@ -15,8 +15,8 @@ request data, so the number of series stays bounded):
   :class:`services.training.inference.TextClassifier`.
 - ``suite_job_runs_total{plugin,job,outcome}``: scheduled and manual job runs,
   ``outcome`` one of ``ok``, ``failed``, ``interrupted``.
-- ``suite_alert_deliveries_total{sink,outcome}``: one per alert and sink, ``outcome`` ``ok``
-  or ``failed``.
+- ``suite_alert_deliveries_total{sink,outcome}``: one per delivery attempt, ``outcome`` one of
+  ``sent``, ``failed`` (retried later) or ``given_up``.
 
 The API serves them at ``/metrics``. Job runs and alert deliveries mostly happen in the
 scheduler process, which serves its own on ``127.0.0.1:<scheduler.metrics_port>``.
@@ -80,8 +80,9 @@ def record_job_run(plugin: str, job: str, outcome: str) -> None:
     JOB_RUNS.labels(plugin, job, outcome).inc()
 
 
-def record_delivery(sink: str, ok: bool) -> None:
-    ALERT_DELIVERIES.labels(sink, "ok" if ok else "failed").inc()
+def record_delivery(sink: str, outcome: str) -> None:
+    """Count one delivery attempt: ``outcome`` is ``sent``, ``failed`` or ``given_up``."""
+    ALERT_DELIVERIES.labels(sink, outcome).inc()
 
 
 def multiprocess_dir() -> str | None:

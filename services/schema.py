@@ -252,6 +252,7 @@ def _unknown_message(statuses: Sequence[HistoryStatus]) -> str:
 
 def service_histories() -> list[MigrationHistory]:
     """The shared services' own histories; the core adds each enabled plugin's (``suite_migrations``)."""
+    from services.outbox.migrations import HISTORY as alert_outbox
     from services.scheduling.migrations import HISTORY as scheduling
 
-    return [scheduling]
+    return [scheduling, alert_outbox]

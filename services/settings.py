@@ -6,9 +6,40 @@ composes these sections into the suite's settings. Nothing here imports the core
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, SecretStr, field_validator
+
+_SHORT_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_seconds_duration(value: Any) -> Any:
+    """``"30s"``, ``"5m"``, ``"24h"``, ``"7d"`` or a number of seconds; ISO 8601 (``PT5M``) goes to pydantic."""
+    if isinstance(value, str):
+        if match := _SHORT_DURATION.match(value):
+            return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()])
+        if not value.strip().upper().startswith("P"):
+            raise ValueError(f"expected a duration such as 30s, 5m, 24h or 7d, got {value!r}")
+    return value
+
+
+def format_seconds_duration(value: timedelta) -> str:
+    """The short form ``parse_seconds_duration`` reads: ``30s``, ``5m``, ``24h``, ``7d``."""
+    seconds = value.total_seconds()
+    for unit in ("d", "h", "m"):
+        if seconds >= _UNIT_SECONDS[unit] and seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{seconds / _UNIT_SECONDS[unit]:g}{unit}"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_seconds_duration),
+    PlainSerializer(format_seconds_duration, return_type=str, when_used="json"),
+]
 
 
 class Section(BaseModel):
@@ -98,8 +129,9 @@ class SchedulerConfig(Section):
 class WebhookSinkConfig(Section):
     url: str
     timeout: float = Field(5.0, gt=0)
-    retries: int = Field(3, ge=0)
-    backoff: float = Field(0.5, ge=0)
+    # Only a direct AlertDispatcher.dispatch retries inside the call; the outbox makes one attempt per pass.
+    retries: int = Field(3, ge=0, description="retries of a direct dispatch (the delivery worker ignores it)")
+    backoff: float = Field(0.5, ge=0, description="seconds, doubling, between direct-dispatch retries")
     headers: dict[str, str] = Field(default_factory=dict)
 
 
@@ -121,3 +153,22 @@ class AlertsConfig(Section):
     )
     webhooks: list[WebhookSinkConfig] = Field(default_factory=list)
     email: EmailSinkConfig | None = None
+    # The outbox: every (alert, sink) is a row; the delivery job sends due rows and retries failures.
+    delivery_interval: Duration = Field(
+        timedelta(minutes=1), description="how often the scheduler's delivery job sends due deliveries"
+    )
+    delivery_backoff: Duration = Field(
+        timedelta(seconds=30), description="the first retry waits up to this (full jitter), doubling each time"
+    )
+    delivery_max_backoff: Duration = Field(timedelta(hours=1), description="the longest wait between two attempts")
+    delivery_max_age: Duration = Field(
+        timedelta(hours=24), description="a delivery still failing this long after it was queued is given up"
+    )
+    delivery_batch: int = Field(100, ge=1, description="most deliveries one pass attempts")
+
+    @field_validator("delivery_interval", "delivery_backoff", "delivery_max_backoff", "delivery_max_age")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be a positive duration such as 30s, 5m, 24h or 7d")
+        return value

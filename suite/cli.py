@@ -41,6 +41,7 @@ SERVICE_COMMAND_GROUPS = {
     "search": "suite.commands.search",
     "preprocess": "suite.commands.preprocess",
     "db": "suite.commands.db",
+    "alerts": "suite.commands.alerts",
 }
 
 VERBOSITY_FLAGS = {"-v", "--verbose", "-vv", "-vvv", "-q", "--quiet"}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from suite import builtins
 from suite.config import Settings, load_settings, validate_plugin_options
 from suite.errors import ConfigError, NotFoundError, PluginError, SchemaError
 from suite.plugins import PluginHost
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
     from services.alerts import AlertDispatcher
     from services.embeddings import Embedder
+    from services.outbox import AlertOutbox
     from services.preprocessing import Preprocessor
     from services.registry import ModelRegistry
     from services.scheduling import JobSpec, SchedulerService
@@ -41,6 +43,7 @@ class SuiteContext:
     def __init__(self, settings: Settings, host: PluginHost | None = None) -> None:
         self.settings = settings
         self.plugins = host or PluginHost(settings.is_enabled)
+        self.plugins.register_builtin(builtins, builtins.NAME)
         self._options: dict[str, BaseModel] = {}
         self._embedders: dict[str, Embedder] = {}
         self._lock = threading.RLock()
@@ -294,3 +297,10 @@ class SuiteContext:
             [("suite", sink) for sink in sinks_from_config(self.settings.alerts)] + sinks,
             on_failure=lambda owner, hook, exc: self.plugins.record_failure(owner, hook, exc),
         )
+
+    @cached_property
+    def alert_outbox(self) -> AlertOutbox:
+        """Alert deliveries, in :attr:`database` beside the plugins' stores: enqueue with the alert, send later."""
+        from services.outbox import AlertOutbox
+
+        return AlertOutbox(self.database, self.alerts, self.settings.alerts)

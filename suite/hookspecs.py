@@ -279,7 +279,11 @@ def suite_alert_sinks(ctx: SuiteContext) -> list[AlertSink]:
     """Contribute alert sinks beside the built-in log, webhook and e-mail sinks.
 
     Called once, when ``ctx.alerts`` is first used. Each sink receives every alert;
-    one sink that raises is recorded and does not stop delivery to the others.
+    one sink that raises is recorded and does not stop delivery to the others. Alerts
+    queued in ``ctx.alert_outbox`` reach a sink through the core's delivery job, one
+    ``send`` per attempt: it should not retry or sleep itself, its ``name`` must be
+    unique and stable, and ``alert.idempotency_key`` (the same on every attempt) lets
+    the receiver drop repeats.
 
     Dispatch: isolated, in pluggy's order (last registered first;
     ``tryfirst``/``trylast`` honoured). A plugin that raises is recorded and contributes

@@ -74,6 +74,7 @@ class PluginHost:
         self.pm = _SuitePluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
+        self.builtins: set[str] = set()  # the core's own hook implementations (suite.builtins)
         # Bounded: a long-running scheduler records every failed run here.
         self.failures: deque[HookFailure] = deque(maxlen=1000)
 
@@ -123,11 +124,17 @@ class PluginHost:
         log.warning("plugin %s %s", name, reason)
         self.infos[name] = PluginInfo(name, version, error=reason)
 
+    def register_builtin(self, plugin: object, name: str) -> None:
+        """Register the core's own hook implementations: always enabled, never listed as a plugin."""
+        if self.pm.get_plugin(name) is None:
+            self.pm.register(plugin, name=name)
+            self.builtins.add(name)
+
     # -- queries -----------------------------------------------------------------------
     @property
     def names(self) -> list[str]:
-        """Names of the plugins that are registered (enabled and valid), in load order."""
-        return [name for name, _ in self.pm.list_name_plugin()]
+        """Names of the plugins that are registered (enabled and valid), in load order; built-ins excluded."""
+        return [name for name, _ in self.pm.list_name_plugin() if name not in self.builtins]
 
     def get(self, name: str) -> object:
         plugin = self.pm.get_plugin(name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from suite.context import SuiteContext
 
 MAX_BUCKETS = 5_000
+DeliveryStatus = Literal["pending", "failed", "sent", "given_up"]
 
 
 class ScoreRequest(BaseModel):
@@ -118,15 +119,39 @@ def build_router(ctx: SuiteContext) -> APIRouter:
         """Open alerts, newest first; ``all=true`` adds the acknowledged ones."""
         m = monitor()
         name = m.resolve_entity(entity) if entity else None
-        return [a.to_dict() for a in m.store.alerts(include_acknowledged=include_all, limit=limit, entity=name)]
+        return m.alert_dicts(m.store.alerts(include_acknowledged=include_all, limit=limit, entity=name))
 
     @router.get("/alerts/{alert_id}")
     def alert(alert_id: SqlInt) -> dict[str, Any]:
-        return monitor().store.alert(alert_id).to_dict()
+        m = monitor()
+        return m.alert_dicts([m.store.alert(alert_id)])[0]
 
     @router.post("/alerts/{alert_id}/ack")
     def acknowledge(alert_id: SqlInt, request: AckRequest | None = None) -> dict[str, Any]:
-        return monitor().store.acknowledge(alert_id, request.by if request else None).to_dict()
+        m = monitor()
+        return m.alert_dicts([m.store.acknowledge(alert_id, request.by if request else None)])[0]
+
+    @router.get("/deliveries")
+    def deliveries(
+        status: list[DeliveryStatus] | None = Query(None, description="only these statuses (repeatable)"),
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> list[dict[str, Any]]:
+        """Alert deliveries (the outbox), newest first: one per alert and sink."""
+        return [d.to_dict() for d in ctx.alert_outbox.deliveries(status, limit=limit)]
+
+    @router.get("/deliveries/{delivery_id}")
+    def delivery(delivery_id: SqlInt) -> dict[str, Any]:
+        """One delivery with every attempt."""
+        outbox = ctx.alert_outbox
+        return {
+            **outbox.delivery(delivery_id).to_dict(),
+            "attempt_log": [a.to_dict() for a in outbox.attempts(delivery_id)],
+        }
+
+    @router.post("/deliveries/{delivery_id}/redeliver")
+    def redeliver(delivery_id: SqlInt) -> dict[str, Any]:
+        """Queue a failed or given-up delivery again (the next delivery pass sends it)."""
+        return ctx.alert_outbox.redeliver(delivery_id).to_dict()
 
     @router.get("/documents/{doc_id}")
     def document(doc_id: SqlInt) -> dict[str, Any]:

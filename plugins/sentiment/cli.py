@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from plugins.sentiment.options import parse_duration
+from suite.commands import command_group
 from suite.errors import DataError
 from suite.training_tasks import TrainingSkipped
 
@@ -31,7 +32,7 @@ MAX_TEXTS = 100_000
 def register(cli: typer.Typer, ctx: SuiteContext) -> None:
     cli.add_typer(sentiment_commands(ctx), name="sentiment")
     cli.add_typer(monitor_commands(ctx), name="monitor")
-    cli.add_typer(alert_commands(ctx), name="alerts")
+    add_alert_commands(command_group(cli, "alerts"), ctx)  # the core's group: beside deliveries, redeliver
 
 
 def _monitor(ctx: SuiteContext) -> Monitor:
@@ -212,9 +213,22 @@ def monitor_commands(ctx: SuiteContext) -> typer.Typer:
         dispatch: bool = typer.Option(True, "--dispatch/--no-dispatch", help="send new alerts to the sinks"),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
-        """Fetch every source, score new documents and evaluate the alert rules once (for cron)."""
+        """Fetch every source, score new documents and evaluate the alert rules once (for cron).
+
+        New alerts are queued for every sink; one delivery pass follows (no waiting between
+        retries: what fails is retried by the scheduler's delivery job or the next run-once).
+        """
         record = _monitor(ctx).run_once(trigger="cli", dispatch=dispatch)
-        _show_run(record, as_json)
+        delivered = ctx.alert_outbox.deliver_due() if dispatch else None
+        if as_json:
+            data = record.to_dict()
+            data["deliveries"] = delivered.to_dict() if delivered else None
+            typer.echo(json.dumps(data, indent=2))
+            return
+        print_run(record)
+        if delivered and (delivered.sent or delivered.failed or delivered.given_up):
+            colour = "yellow" if delivered.failed or delivered.given_up else "green"
+            console.print(f"  alert deliveries: [{colour}]{delivered}[/]  (suite alerts deliveries)")
 
     @app.command("backfill")
     def backfill(
@@ -330,8 +344,8 @@ def _show_run(record: RunRecord, as_json: bool) -> None:
 
 
 # -- suite alerts ----------------------------------------------------------------------------------
-def alert_commands(ctx: SuiteContext) -> typer.Typer:
-    app = typer.Typer(help="Sentiment alerts: list, show, acknowledge.", no_args_is_help=True)
+def add_alert_commands(app: typer.Typer, ctx: SuiteContext) -> None:
+    """``list``, ``show`` and ``ack`` of sentiment alerts, in the core's ``alerts`` group."""
 
     @app.command("list")
     def list_alerts(
@@ -345,7 +359,7 @@ def alert_commands(ctx: SuiteContext) -> typer.Typer:
         name = monitor.resolve_entity(entity) if entity else None
         records = monitor.store.alerts(include_acknowledged=show_all, limit=limit, entity=name)
         if as_json:
-            typer.echo(json.dumps([r.to_dict() for r in records], indent=2))
+            typer.echo(json.dumps(monitor.alert_dicts(records), indent=2))
             return
         if not records:
             console.print("no alerts" if show_all else "no open alerts")
@@ -366,12 +380,14 @@ def alert_commands(ctx: SuiteContext) -> typer.Typer:
 
     @app.command("show")
     def show(alert_id: int = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
-        """One alert with its message and evidence."""
-        record = _monitor(ctx).store.alert(alert_id)
+        """One alert with its message, evidence and deliveries."""
+        monitor = _monitor(ctx)
+        record = monitor.store.alert(alert_id)
+        [data] = monitor.alert_dicts([record])
         if as_json:
-            typer.echo(json.dumps(record.to_dict(), indent=2))
+            typer.echo(json.dumps(data, indent=2))
             return
-        print_alert(record)
+        print_alert(record, data["deliveries"])
 
     @app.command("ack")
     def ack(
@@ -383,10 +399,8 @@ def alert_commands(ctx: SuiteContext) -> typer.Typer:
         who = f" by {record.acknowledged_by}" if record.acknowledged_by else ""
         console.print(f"alert {record.id} acknowledged{who} at {record.acknowledged_at:%Y-%m-%d %H:%M:%S} UTC")
 
-    return app
 
-
-def print_alert(record: AlertRecord) -> None:
+def print_alert(record: AlertRecord, deliveries: list[dict[str, Any]] | None = None) -> None:
     state = f"acknowledged {record.acknowledged_at:%Y-%m-%d %H:%M}" if record.acknowledged else "open"
     console.print(f"[bold]alert {record.id}[/] [{record.severity}] {escape(record.title)}  ({state})", highlight=False)
     console.print(
@@ -400,5 +414,17 @@ def print_alert(record: AlertRecord) -> None:
             f"  {item.get('url')}",
             highlight=False,
         )
-    for delivery in record.deliveries:
-        console.print(f"  sent to {delivery['sink']}: {'ok' if delivery['ok'] else delivery['error']}")
+    for delivery in record.deliveries if deliveries is None else deliveries:
+        console.print(f"  {escape(describe_delivery(delivery))}", highlight=False)
+
+
+def describe_delivery(delivery: dict[str, Any]) -> str:
+    """``webhook https://hooks.example: failed, 2 attempt(s), next 12:03:10: HTTP 503``."""
+    status = delivery.get("status") or ("sent" if delivery.get("ok") else "failed")
+    parts = [f"{delivery['sink']}: {status}"]
+    if delivery.get("attempts"):
+        parts.append(f"{delivery['attempts']} attempt(s)")
+    if delivery.get("next_attempt_at"):
+        parts.append(f"next {delivery['next_attempt_at'][11:19]} UTC")
+    text = ", ".join(parts)
+    return f"{text}: {delivery['error']}" if delivery.get("error") else text

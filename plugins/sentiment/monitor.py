@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
@@ -45,6 +46,10 @@ from services.progress import progress_bar
 from suite.errors import NotFoundError, SuiteError, one_line
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from services.alerts import Alert
+    from services.outbox import AlertOutbox
     from suite.context import SuiteContext
 
 log = logging.getLogger(__name__)
@@ -354,7 +359,9 @@ class Monitor:
             }
             for doc in candidate.evidence
         ]
+        outbox = self.ctx.alert_outbox if dispatch else None
         record = self.store.add_alert(
+            enqueue=partial(_enqueue, outbox) if outbox else None,
             rule=candidate.rule,
             kind=candidate.kind,
             entity=candidate.subject.entity,
@@ -371,38 +378,20 @@ class Monitor:
             deliveries=[],
         )
         if dispatch:
-            self._dispatch(rec, record)
+            rec.counts["queued"] += len(self.ctx.alerts.sinks)
         return record
 
-    def _dispatch(self, rec: RunRecorder, record: AlertRecord) -> None:
-        from services.alerts import Alert
-
-        alert = Alert(
-            key=record.key,
-            title=record.title,
-            message=record.message,
-            severity=record.severity,
-            source=PLUGIN,
-            evidence=record.evidence,
-            created_at=record.created_at,
-            data={
-                "alert_id": record.id,
-                "rule": record.rule,
-                "kind": record.kind,
-                "entity": record.entity,
-                "topic": record.topic,
-                "link": f"/api/sentiment/alerts/{record.id}",
-            },
-        )
-        try:
-            deliveries = self.ctx.alerts.dispatch(alert)
-        except Exception as exc:
-            rec.error(f"alert {record.id}: could not be dispatched: {one_line(exc)}")
-            return
-        self.store.set_deliveries(record.id, [{"sink": d.sink, "ok": d.ok, "error": d.error} for d in deliveries])
-        for delivery in deliveries:
-            if not delivery.ok:
-                rec.error(f"alert {record.id}: sink '{delivery.sink}' failed: {delivery.error}")
+    def alert_dicts(self, records: Sequence[AlertRecord]) -> list[dict[str, Any]]:
+        """Alerts as JSON-ready data, each with its deliveries as the outbox has them now."""
+        states = self.ctx.alert_outbox.for_alerts(PLUGIN, [r.id for r in records])
+        dicts = []
+        for record in records:
+            data = record.to_dict()
+            found = states.get(str(record.id))
+            if found:  # alerts from before the outbox keep the dispatcher's records
+                data["deliveries"] = [d.summary() for d in found]
+            dicts.append(data)
+        return dicts
 
     # -- read side (reports, HTTP) ------------------------------------------------------------
     def resolve_entity(self, name: str) -> str:
@@ -439,6 +428,34 @@ class Monitor:
         name = self.resolve_entity(entity)
         docs = self.store.scored_documents(_aware(start), _aware(end), entity=name)
         return bucket_series(docs, _aware(start), _aware(end), bucket or self.options.windows.bucket)
+
+
+def _enqueue(outbox: AlertOutbox, conn: Connection, record: AlertRecord) -> None:
+    """Queue the alert for every sink in the transaction that stores it; the delivery worker sends it."""
+    outbox.enqueue(conn, to_alert(record), ref=record.id)
+
+
+def to_alert(record: AlertRecord) -> Alert:
+    """The alert the sinks receive for a stored sentiment alert."""
+    from services.alerts import Alert
+
+    return Alert(
+        key=record.key,
+        title=record.title,
+        message=record.message,
+        severity=record.severity,
+        source=PLUGIN,
+        evidence=record.evidence,
+        created_at=record.created_at,
+        data={
+            "alert_id": record.id,
+            "rule": record.rule,
+            "kind": record.kind,
+            "entity": record.entity,
+            "topic": record.topic,
+            "link": f"/api/sentiment/alerts/{record.id}",
+        },
+    )
 
 
 _monitors: weakref.WeakKeyDictionary[SuiteContext, Monitor] = weakref.WeakKeyDictionary()

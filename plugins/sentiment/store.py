@@ -10,7 +10,7 @@ batch committed with its mentions; only ``pending`` rows are ever scored.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -506,10 +506,22 @@ class SentimentStore:
                     found[key] = last
         return found
 
-    def add_alert(self, **values: Any) -> AlertRecord:
+    def add_alert(
+        self, *, enqueue: Callable[[Connection, AlertRecord], Any] | None = None, **values: Any
+    ) -> AlertRecord:
+        """Store an alert; ``enqueue(conn, record)`` runs in the same transaction (the outbox's deliveries).
+
+        So an alert and its deliveries are committed together: a crash right after this
+        call loses nothing, and a failure inside ``enqueue`` stores neither.
+        """
         with self.engine.begin() as conn:
             alert_id = conn.execute(insert(alert_table).values(**values)).inserted_primary_key[0]
-        return self.alert(alert_id)
+            record = AlertRecord(
+                **conn.execute(select(alert_table).where(alert_table.c.id == alert_id)).mappings().one()
+            )
+            if enqueue is not None:
+                enqueue(conn, record)
+        return record
 
     def set_deliveries(self, alert_id: int, deliveries: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:

@@ -23,6 +23,7 @@ def train_and_run(ctx) -> None:
     record = monitor_for(ctx).run_once()  # the shipped sample sources, watchlist and rules
     assert record.status == "ok", record.messages
     assert record.counts["alerts"] >= 1
+    assert ctx.alert_outbox.deliver_due().sent == record.counts["alerts"]  # the log sink's deliveries
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,7 @@ def test_dashboard_shows_the_watchlist_a_chart_and_acknowledges_an_alert(server,
     expect(alert).to_be_visible()
     alert_id = int(alert.get_attribute("data-alert-id"))
     assert not store.alert(alert_id).acknowledged
+    expect(alert.locator(".delivery")).to_have_text("log: sent")  # each sink's delivery state
 
     # evidence: the documents behind the alert, their text fetched from the API
     alert.locator("summary").click()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,9 @@ from suite_ticket_router.options import PLUGIN
 from suite_ticket_router.store import RoutedStore, RoutedTicket, now
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from services.outbox import AlertOutbox
     from suite.context import SuiteContext
 
 log = logging.getLogger(__name__)
@@ -79,7 +83,8 @@ def process_inbox(ctx: SuiteContext, path: str | Path | None = None) -> InboxRep
 
     New tickets are routed in one batch, indexed for similarity search and then stored in
     one transaction: a failure part-way leaves them unstored, so the next run redoes them
-    (re-indexing overwrites by id). Low-confidence tickets raise one alert per run.
+    (re-indexing overwrites by id). Low-confidence tickets raise one alert per run, queued in
+    the transaction that stores them (the core's delivery job sends it).
     """
     inbox = load_inbox(path or ctx.plugin_options(PLUGIN).inbox)
     for problem in inbox.skipped:
@@ -97,18 +102,21 @@ def process_inbox(ctx: SuiteContext, path: str | Path | None = None) -> InboxRep
         RoutedTicket(t.id, t.text, r.queue, r.confidence, r.needs_review, r.model, routed_at)
         for t, r in zip(new, routings, strict=True)
     ]
-    report.routed = store.add(rows)
+    report.routed = store.add(rows, on_stored=partial(queue_review_alert, ctx.alert_outbox))
     report.already_routed += len(rows) - report.routed  # routed by a concurrent run meanwhile
     report.needs_review = [row.ticket_id for row in rows if row.needs_review]
-    if report.needs_review:
-        alert_review(ctx, [row for row in rows if row.needs_review])
     return report
 
 
-def alert_review(ctx: SuiteContext, rows: list[RoutedTicket]) -> None:
+def queue_review_alert(outbox: AlertOutbox, connection: Connection, stored: list[RoutedTicket]) -> None:
+    """One alert naming the newly stored tickets that need a human, queued for every sink."""
     from services.alerts import Alert
 
-    ctx.alerts.dispatch(
+    rows = [row for row in stored if row.needs_review]
+    if not rows:
+        return
+    outbox.enqueue(
+        connection,
         Alert(
             key="tickets.needs-review",
             title=f"{len(rows)} ticket(s) need a human to route them",
@@ -116,5 +124,5 @@ def alert_review(ctx: SuiteContext, rows: list[RoutedTicket]) -> None:
             severity="warning",
             source=PLUGIN,
             evidence=[{"id": r.ticket_id, "title": r.text[:120], "queue": r.queue} for r in rows[:20]],
-        )
+        ),
     )

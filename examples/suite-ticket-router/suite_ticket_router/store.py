@@ -6,7 +6,7 @@ returned by the ``suite_migrations`` hook): the core runs it before handing out 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -48,6 +48,9 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+OnStored = Callable[[Connection, list["RoutedTicket"]], object]
+
+
 class RoutedStore:
     """Each ticket is routed once: the ticket id is the primary key."""
 
@@ -58,21 +61,27 @@ class RoutedStore:
         with self.engine.connect() as connection:
             return _existing(connection, ids)
 
-    def add(self, tickets: Sequence[RoutedTicket]) -> int:
-        """Insert the tickets not stored yet, all in one transaction; return how many were new."""
+    def add(self, tickets: Sequence[RoutedTicket], on_stored: OnStored | None = None) -> int:
+        """Insert the tickets not stored yet, all in one transaction; return how many were new.
+
+        ``on_stored(connection, new_tickets)`` runs in that transaction (to queue an alert
+        about them: stored and queued together, or neither).
+        """
         if not tickets:
             return 0
         try:
-            return self._insert_new(tickets)
+            return self._insert_new(tickets, on_stored)
         except IntegrityError:  # another run stored some of them between our select and insert
-            return self._insert_new(tickets)
+            return self._insert_new(tickets, on_stored)
 
-    def _insert_new(self, tickets: Sequence[RoutedTicket]) -> int:
+    def _insert_new(self, tickets: Sequence[RoutedTicket], on_stored: OnStored | None) -> int:
         with self.engine.begin() as connection:
             existing = _existing(connection, [t.ticket_id for t in tickets])
-            new = [vars(t) for t in tickets if t.ticket_id not in existing]
+            new = [t for t in tickets if t.ticket_id not in existing]
             if new:
-                connection.execute(routed_table.insert(), new)
+                connection.execute(routed_table.insert(), [vars(t) for t in new])
+                if on_stored is not None:
+                    on_stored(connection, new)
         return len(new)
 
     def recent(self, limit: int = 20, queue: str | None = None) -> list[RoutedTicket]:

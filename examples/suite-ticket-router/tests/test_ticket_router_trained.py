@@ -159,6 +159,9 @@ def test_low_confidence_tickets_raise_one_alert(trained_copy, inbox):
     ctx.startup()
     report = process_inbox(ctx)
     assert len(report.needs_review) == 10
+    assert collector.received == []  # queued with the tickets; the core's delivery job sends it
+    delivered = ctx.alert_outbox.deliver_due()
+    assert (delivered.sent, delivered.failed) == (2, 1)  # log and keep; broken will be retried
     [alert] = collector.received  # delivered although the sink before it failed
     assert (alert.key, alert.source, alert.severity) == ("tickets.needs-review", PLUGIN, "warning")
     assert {item["id"] for item in alert.evidence} == set(report.needs_review)

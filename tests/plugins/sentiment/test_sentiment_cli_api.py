@@ -101,6 +101,14 @@ def test_monitor_alerts_and_report_commands(suite, with_models: Path, tmp_path: 
     assert code == 0, err
     run = json.loads(out)
     assert run["status"] == "ok" and run["counts"]["new"] == 41 and run["counts"]["alerts"] >= 1
+    # run-once queues each alert for the log sink, then one delivery pass sends them
+    assert run["deliveries"] == {"sent": run["counts"]["alerts"], "failed": 0, "given_up": 0}
+    code, out, _ = suite("alerts", "deliveries")
+    assert code == 0 and out.count(" log ") == run["counts"]["alerts"] and "sent" in out
+    code, out, _ = suite("alerts", "deliveries", "--failed")
+    assert code == 0 and "no alert deliveries match" in out
+    code, _, err = suite("alerts", "redeliver", "9999")
+    assert code == 2 and err.strip() == "error: no alert delivery with id 9999"
     code, out, _ = suite("monitor", "runs")
     assert code == 0 and "ok" in out
     code, out, _ = suite("monitor", "runs", str(run["id"]), "--json")
@@ -110,8 +118,9 @@ def test_monitor_alerts_and_report_commands(suite, with_models: Path, tmp_path: 
     alerts = json.loads(out)
     assert alerts and {a["entity"] for a in alerts} == {"Northwind Bank"}
     alert_id = alerts[0]["id"]
+    assert [(d["sink"], d["status"]) for d in alerts[0]["deliveries"]] == [("log", "sent")]
     code, out, _ = suite("alerts", "show", str(alert_id))
-    assert code == 0 and f"alert {alert_id}" in out and "https://" in out
+    assert code == 0 and f"alert {alert_id}" in out and "https://" in out and "log: sent" in out
     code, out, _ = suite("alerts", "ack", str(alert_id), "--by", "ana")
     assert code == 0 and f"alert {alert_id} acknowledged by ana" in out
     code, out, _ = suite("alerts", "list", "--json")
@@ -176,6 +185,17 @@ def test_http_routes(trained_context) -> None:
         alerts = client.get("/api/sentiment/alerts").json()
         assert alerts and alerts[0]["evidence"]
         alert_id = alerts[0]["id"]
+        [queued] = alerts[0]["deliveries"]
+        assert (queued["sink"], queued["status"]) == ("log", "pending")
+        pending = client.get("/api/sentiment/deliveries", params={"status": ["pending", "failed"]}).json()
+        assert len(pending) == len(alerts) and queued["id"] in [d["id"] for d in pending]
+        ctx.alert_outbox.deliver_due()
+        sent = client.get(f"/api/sentiment/deliveries/{queued['id']}").json()
+        assert sent["status"] == "sent" and [a["outcome"] for a in sent["attempt_log"]] == ["sent"]
+        refused = client.post(f"/api/sentiment/deliveries/{queued['id']}/redeliver")
+        assert refused.status_code == 422 and "nothing to redeliver" in refused.text
+        assert client.post("/api/sentiment/deliveries/9999/redeliver").status_code == 404
+        assert client.get("/api/sentiment/deliveries", params={"status": "lost"}).status_code == 422
         acked = client.post(f"/api/sentiment/alerts/{alert_id}/ack", json={"by": "bot"}).json()
         assert acked["acknowledged"] and acked["acknowledged_by"] == "bot"
         assert alert_id not in [a["id"] for a in client.get("/api/sentiment/alerts").json()]

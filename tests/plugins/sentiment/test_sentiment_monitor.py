@@ -59,7 +59,13 @@ def test_sample_run_alerts_the_company_whose_tone_turns_and_nothing_twice(traine
     threshold = next(a for a in alerts if a.rule == "negative-share")
     assert threshold.severity == "warning" and threshold.evidence
     assert all(item["label"] == "negative" and item["url"].startswith("https://") for item in threshold.evidence)
-    assert [d["sink"] for d in threshold.deliveries] == ["log"] and threshold.deliveries[0]["ok"]
+    # The run only queues the deliveries (one per alert and sink) with the alert; a worker sends them.
+    [queued] = monitor.alert_dicts([threshold])[0]["deliveries"]
+    assert (queued["sink"], queued["status"], queued["attempts"]) == ("log", "pending", 0)
+    assert record.counts["queued"] == len(alerts)
+    assert ctx.alert_outbox.deliver_due().sent == len(alerts)
+    [sent] = monitor.alert_dicts([threshold])[0]["deliveries"]
+    assert sent["status"] == "sent" and sent["ok"] and sent["attempts"] == 1
 
     stats = {c.subject.entity: c for c in monitor.comparisons()}
     assert stats[NORTHWIND].current.volume == 9 and stats[NORTHWIND].current.negative_share > 0.5
@@ -162,8 +168,11 @@ def test_alerts_go_out_through_the_webhook_sink(trained_context, loopback) -> No
     hook = loopback.json("/hook", {"ok": True})
     ctx = trained_context(alerts={"log": False, "webhooks": [{"url": hook, "retries": 0}]})
     record = Monitor(ctx).run_once()
+    assert [method for method, _, _ in loopback.requests if method == "POST"] == []  # the run never sends
+    assert ctx.alert_outbox.deliver_due().sent == record.counts["alerts"]
     posted = [json.loads(body) for method, path, body in loopback.requests if method == "POST"]
     assert len(posted) == record.counts["alerts"] >= 1
+    assert len({body["idempotency_key"] for body in posted}) == len(posted)
     first = posted[0]
     assert first["source"] == "sentiment" and first["data"]["entity"] == NORTHWIND
     assert first["evidence"] and first["key"].startswith("sentiment:")
@@ -178,6 +187,7 @@ def test_backfill_replays_the_rules_over_past_windows_without_sending(trained_co
     alerts = monitor.store.alerts()
     assert alerts and {a.entity for a in alerts} == {NORTHWIND}
     assert all(a.backfill and a.deliveries == [] for a in alerts)
+    assert ctx.alert_outbox.deliveries() == []  # backfilled alerts are not sent without --dispatch
     assert len({a.key for a in alerts}) == len(alerts)  # the cool-down holds in simulated time
     assert all(now - timedelta(hours=7) < a.created_at <= now + timedelta(minutes=1) for a in alerts)
     with pytest.raises(Exception, match="must be before"):

@@ -120,6 +120,21 @@
     );
   }
 
+  // One badge per sink: sent, queued, retrying (with the next attempt) or given up (with the reason).
+  const DELIVERY_BADGE = { sent: ["good", "sent"], pending: ["muted", "queued"], failed: ["warn", "retrying"], given_up: ["bad", "given up"] };
+
+  function deliveryBadge(delivery) {
+    const status = delivery.status || (delivery.ok ? "sent" : "failed");
+    const [kind, label] = DELIVERY_BADGE[status] || ["muted", status];
+    const tries = delivery.attempts > 1 ? ` ×${delivery.attempts}` : "";
+    const details = [
+      delivery.sent_at ? `sent ${fmt.time(delivery.sent_at)}` : "",
+      delivery.next_attempt_at ? `next attempt ${fmt.time(delivery.next_attempt_at)}` : "",
+      delivery.error || "",
+    ].filter(Boolean).join(" · ");
+    return el("span", { class: `badge ${kind} delivery`, title: details, dataset: { status } }, `${delivery.sink}: ${label}${tries}`);
+  }
+
   function alertItem(alert) {
     const state = alert.acknowledged
       ? el("span", { class: "badge good alert-state" }, `Acknowledged${alert.acknowledged_by ? ` by ${alert.acknowledged_by}` : ""}`)
@@ -147,6 +162,9 @@
       alert.evidence && alert.evidence.length
         ? el("details", {}, el("summary", { class: "small" }, `Evidence (${alert.evidence.length})`),
           el("ul", { class: "evidence" }, alert.evidence.map(evidenceItem)))
+        : null,
+      alert.deliveries && alert.deliveries.length
+        ? el("div", { class: "row deliveries small" }, el("span", { class: "muted" }, "Delivery:"), alert.deliveries.map(deliveryBadge))
         : null,
       el("div", { class: "row" }, ack),
     );
