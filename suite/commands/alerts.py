@@ -17,14 +17,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from services.outbox import FAILED, GIVEN_UP, OPEN, SENT, DeliveryRecord
-
 if TYPE_CHECKING:
-    from services.outbox import AlertOutbox
+    from services.outbox import AlertOutbox, DeliveryRecord
     from suite.context import SuiteContext
 
 console = Console()
-STATUS_STYLE = {SENT: "green", FAILED: "yellow", GIVEN_UP: "red"}
+# services.outbox's statuses, spelt out: importing it (SQLAlchemy) would slow every `suite --help`.
+STATUS_STYLE = {"sent": "green", "failed": "yellow", "given_up": "red"}
 SINK_WIDTH = 18  # "webhook https://ho…"
 
 
@@ -34,6 +33,8 @@ def _time(value: datetime | None) -> str:
 
 def _when(record: DeliveryRecord) -> str:
     """Sent: when; still open: when the next attempt is due; given up: nothing left to happen."""
+    from services.outbox import OPEN, SENT
+
     if record.status == SENT:
         return _time(record.sent_at)
     return _time(record.next_attempt_at) if record.status in OPEN else "-"
@@ -67,6 +68,8 @@ def deliveries_table(records: list[DeliveryRecord], width: int) -> Table:
 
 def show_deliveries(outbox: AlertOutbox, *, pending: bool, failed: bool, limit: int, as_json: bool) -> None:
     """``--pending``: still to be sent (pending, failed); ``--failed``: last attempt failed (failed, given_up)."""
+    from services.outbox import FAILED, GIVEN_UP, OPEN
+
     statuses: set[str] | None = None
     if pending or failed:
         statuses = (set(OPEN) if pending else set()) | ({FAILED, GIVEN_UP} if failed else set())
