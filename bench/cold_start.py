@@ -58,7 +58,9 @@ def quickstart(data_dir: Path, config: Path) -> None:
 
 
 def suite_command(checkout: Path, args: list[str]) -> str:
-    return shlex.join(["env", f"PYTHONPATH={checkout}", sys.executable, "-m", "suite", *args])
+    """``suite ARGS`` from ``checkout``, with that checkout's example plugin (installed or not)."""
+    path = os.pathsep.join(str(p) for p in (checkout, checkout / "examples" / "suite-ticket-router") if p.is_dir())
+    return shlex.join(["env", f"PYTHONPATH={path}", sys.executable, "-m", "suite", *args])
 
 
 def hyperfine(commands: list[tuple[str, str]], runs: int, env: dict[str, str]) -> list[dict]:
