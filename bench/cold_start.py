@@ -98,19 +98,19 @@ def main() -> None:
             r["command"],
             f"{r['mean']:.3f} ± {r['stddev']:.3f}",
             f"{r['min']:.3f}",
-            f"{r['max']:.3f}",
+            f"{r['user'] + r['system']:.3f}",
             f"{r['mean'] / floor:.2f}x",
         ]
         for r in results
     ]
     body = (
-        f"hyperfine, {args.runs} runs after 1 warm-up run each, all commands in one invocation, alternating "
-        f"per command; a data dir quick-started with a few training steps (the models have the default "
-        f"size); COLUMNS=80. One-minute load average {load_before:.1f} before, {load_after:.1f} after "
-        f"(2 cores: above 2 the machine was shared with other work, so compare the ratios, not the seconds)."
+        f"hyperfine, {args.runs} runs after 1 warm-up run each, all commands in one invocation; a data dir "
+        f"quick-started with a few training steps (the models have the default size); COLUMNS=80. One-minute "
+        f"load average {load_before:.1f} before, {load_after:.1f} after (2 cores: above 2 the machine was shared "
+        f"with other work, so compare the ratios and the CPU seconds, not the wall seconds)."
         + (f" Baseline: the same commands from `{args.baseline}`." if args.baseline else "")
         + "\n\n"
-        + table(["command", "mean s", "min s", "max s", "mean / import torch"], rows)
+        + table(["command", "mean s", "min s", "CPU s (user + system)", "mean / import torch"], rows)
     )
     write_results("Cold start", command_line("bench.cold_start"), body)
 
