@@ -161,7 +161,7 @@ def config_show(
         import tomli_w
 
         typer.echo(tomli_w.dumps(_drop_none(data)))
-        typer.echo("# unset settings and plugin options are left out: `suite config show --all` lists them all")
+        typer.echo("# unset settings and plugin options: `suite config show --all` lists them")
 
 
 def config_check(typer_ctx: typer.Context) -> None:

@@ -174,6 +174,9 @@ def assert_ran(command: DocCommand, done: subprocess.CompletedProcess) -> None:
     assert done.returncode == 0, f"{where}\nexit {done.returncode}\n{done.stderr[-2000:]}"
     assert done.stdout.strip(), f"{where}: printed nothing"
     assert not NOISE.search(done.stderr), f"{where}: noise on stderr:\n{done.stderr[-2000:]}"
+    if command.argv[:2] != ["suite", "config"]:  # settings are lines of TOML, everything else fits a terminal
+        wide = [line for line in done.stdout.splitlines() if len(line) > 80]
+        assert not wide, f"{where}: wider than 80 columns:\n" + "\n".join(wide[:5])
 
 
 def wait_until_up(command: DocCommand, process: subprocess.Popen, shell: Shell) -> None:
