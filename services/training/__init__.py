@@ -94,9 +94,9 @@ __all__ = [
 # listing models stays fast.
 _LAZY = {
     "TrainingEngine": "services.training.engine",
-    "TrainParams": "services.training.engine",
+    "TrainParams": "services.training.params",
     "TrainResult": "services.training.engine",
-    "ResolvedParams": "services.training.engine",
+    "ResolvedParams": "services.training.params",
     "StepInfo": "services.training.loop",
     "TextClassifier": "services.training.inference",
     "Prediction": "services.training.inference",

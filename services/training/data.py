@@ -195,3 +195,12 @@ def _json_array_records(path: Path, text: str) -> Iterator[tuple[int, dict]]:
         if not isinstance(record, dict):
             raise DataError(f"{path}: item {number}: expected a JSON object, got {type(record).__name__}")
         yield number, record
+
+
+def text_fingerprint(texts: Sequence[str]) -> str:
+    """sha256 of unlabelled texts, in order."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()

@@ -22,7 +22,7 @@ import torch
 
 from services.errors import ConfigError, ModelError, one_line
 from services.training.batching import length_sorted_chunks, pad_batch
-from services.training.engine import check_weights_format, resolve_device
+from services.training.folders import check_weights_format, resolve_device
 
 log = logging.getLogger(__name__)
 
