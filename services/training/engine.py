@@ -252,7 +252,12 @@ class TrainingEngine:
             return MaskedLMTask.create(backbone, texts, validation, resolved, device, self.allow_downloads)
 
         run = (backbone, build, texts, validation, resolved, output_dir, checkpoint_dir, progress, callback)
-        return self._fit("masked-lm", *run)
+        result = self._fit("masked-lm", *run)
+        before = result.metrics.get("baseline") or {}
+        for name in ("masked_lm_loss", "perplexity"):
+            if name in before:
+                result.metrics[f"{name}_before"] = before[name]
+        return result
 
     # -- composition -----------------------------------------------------------------------
     def _fit(
