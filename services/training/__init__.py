@@ -65,7 +65,9 @@ from services.training.data import (
     data_fingerprint,
     load_labeled_file,
     load_pair_file,
+    load_text_file,
     split_train_validation,
+    text_fingerprint,
 )
 from services.training.metrics import classification_metrics, confusion_matrix, retrieval_metrics
 
@@ -86,8 +88,10 @@ __all__ = [
     "data_fingerprint",
     "load_labeled_file",
     "load_pair_file",
+    "load_text_file",
     "retrieval_metrics",
     "split_train_validation",
+    "text_fingerprint",
 ]
 
 # torch and transformers load on first use of these names, so that reading data files or

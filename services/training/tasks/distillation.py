@@ -130,7 +130,8 @@ class DistillationTask(ClassificationTask):
         seen = {row.text for row in train}
         transfer = [text for text in dict.fromkeys(transfer_texts) if text.strip() and text not in seen]
         self.transfer_count = len(transfer)
-        self.ids = self.ids + tokenize_texts(tokenizer, transfer, params.max_length)
+        if transfer:
+            self.ids = self.ids + tokenize_texts(tokenizer, transfer, params.max_length)
         self.lengths = [len(ids) for ids in self.ids]
         self.temperature = params.distill_temperature
         self.alpha = params.distill_alpha
