@@ -114,6 +114,7 @@ def test_a_student_distils_from_a_teacher_whose_scores_are_computed_once(
     agree = np.mean([p.label for p in student.predict(texts)] == np.array([row.label for row in intent_rows]))
     assert agree > 0.5  # chance: 1/3
     assert TextClassifier.from_pretrained(result.model_dir, device="cpu", quantize=True).predict(texts[:2])
+    assert TextClassifier.from_pretrained(result.model_dir, runtime="onnx", quantize=True).predict(texts[:2])
     np.testing.assert_allclose(
         TextClassifier.from_pretrained(result.model_dir, runtime="onnx").predict_proba(texts),
         student.predict_proba(texts),
