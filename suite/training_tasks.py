@@ -82,11 +82,16 @@ def transfer_texts(ctx: SuiteContext, plugin: str, source: str) -> list[str]:
 
 def plugin_texts(ctx: SuiteContext, plugin: str) -> list[str]:
     """The unlabelled texts ``plugin`` offers through ``suite_pretraining_texts``, without duplicates or blanks."""
-    from suite.errors import DataError, NotFoundError
+    from suite.errors import DataError, NotFoundError, PluginError, SuiteError, one_line
 
     if plugin not in ctx.plugins.names:
         raise NotFoundError(f"unknown plugin '{plugin}' (enabled: {', '.join(ctx.plugins.names) or 'none'})")
-    texts = ctx.plugins.call_one(plugin, "suite_pretraining_texts", ctx=ctx)
+    try:
+        texts = ctx.plugins.call_one(plugin, "suite_pretraining_texts", ctx=ctx)
+    except SuiteError as exc:
+        raise type(exc)(f"plugin '{plugin}': {one_line(exc)}") from None
+    except Exception as exc:  # a plugin's bug: name it, in one line
+        raise PluginError(f"plugin '{plugin}': suite_pretraining_texts failed: {one_line(exc)}") from None
     if texts is None:
         raise DataError(f"plugin '{plugin}' offers no texts of its own; give a file with --texts")
     cleaned = list(dict.fromkeys(text.strip() for text in texts if isinstance(text, str) and text.strip()))

@@ -27,6 +27,11 @@ class TinyPlugin:
         return [TrainingTask("tiny", "intent", "classification", "tiny intents", run=train_intents)]
 
 
+class BrokenPlugin:
+    def suite_pretraining_texts(self, ctx):
+        raise ValueError("the store is gone")
+
+
 def train_intents(ctx, overrides):
     rows = [LabeledText(text, label) for label, texts in INTENTS.items() for text in texts]
     output = ctx.settings.data_dir / "tmp" / "tiny-intent"
@@ -42,6 +47,7 @@ def run(tmp_path, monkeypatch, capsys):
     mpnet = build_mpnet(tmp_path / "mpnet", TEXTS)
     ctx = SuiteContext.create(discover=False, backbone=str(mpnet), data_dir=tmp_path / "data")
     ctx.plugins.register(TinyPlugin(), "tiny")
+    ctx.plugins.register(BrokenPlugin(), "broken")
     monkeypatch.setattr(cli.SuiteContext, "create", lambda *a, **k: ctx)
 
     def suite(*args: str) -> tuple[int, str, str]:
@@ -130,3 +136,11 @@ def test_train_refuses_a_teacher_with_other_labels_and_transfer_without_teacher(
     assert code != 0 and "--transfer needs --teacher" in err
     code, out, err = run("train", "tiny:intent", "--teacher", "tiny/intent@7")
     assert code != 0 and "no model registered" in err
+
+
+def test_pretrain_names_a_plugin_whose_texts_fail_and_one_that_has_none(run):
+    code, out, err = run("pretrain", "broken")
+    assert code != 0 and "plugin 'broken'" in err and "the store is gone" in err
+    assert len(err.strip().splitlines()) == 1
+    code, out, err = run("pretrain", "nosuch")
+    assert code != 0 and "unknown plugin 'nosuch'" in err
