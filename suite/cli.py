@@ -156,7 +156,7 @@ def _add_core_commands(app: typer.Typer, ctx: SuiteContext) -> None:
         ctx.startup()
         for task in tasks:
             console.print(f"[bold]training {task.qualified_name}[/] ({task.kind}): {task.description}")
-            with training_overrides(ctx, task.plugin, **changes):
+            with training_overrides(ctx, task, **changes):
                 version = task.run(ctx, overrides)
             console.print(f"registered {version.ref}  {format_metrics(version.card.metrics)}")
 

@@ -38,7 +38,7 @@ class TrainingTask:
 @contextmanager
 def training_overrides(
     ctx: SuiteContext,
-    plugin: str,
+    task: TrainingTask,
     *,
     backbone: str | None = None,
     teacher: str | None = None,
@@ -46,7 +46,7 @@ def training_overrides(
     temperature: float | None = None,
     alpha: float | None = None,
 ) -> Iterator[None]:
-    """What ``suite train --backbone/--teacher/--transfer`` change for one task of ``plugin``.
+    """What ``suite train --backbone/--teacher/--transfer`` change for one run of ``task``.
 
     ``backbone`` and ``teacher`` are registry references (``sentiment/sentiment@3``,
     ``sentiment/backbone@2``), model folders or hub ids; ``transfer`` is a text file
@@ -58,12 +58,14 @@ def training_overrides(
 
     if transfer and not teacher:
         raise ConfigError("--transfer needs --teacher: transfer texts are scored by the teacher")
+    if teacher and task.kind != "classification":
+        raise ConfigError(f"--teacher distils classifiers; {task.qualified_name} trains a {task.kind}")
     params: dict[str, Any] = {"distill_temperature": temperature, "distill_alpha": alpha}
     texts: list[str] = []
     if teacher:
         params["teacher"] = ctx.resolve_model(teacher)
         if transfer:
-            texts = transfer_texts(ctx, plugin, transfer)
+            texts = transfer_texts(ctx, task.plugin, transfer)
     elif temperature is not None or alpha is not None:
         raise ConfigError("--temperature and --alpha need --teacher")
     given = {key: value for key, value in params.items() if value is not None}
