@@ -84,7 +84,8 @@ class MaskedLMTask:
         self.seed = params.seed
         self.pad_id = tokenizer.pad_token_id or 0
         self.mask_id = tokenizer.mask_token_id
-        self.eval_batch_size = max(64, 2 * params.batch_size)
+        # Logits span the vocabulary at every position: evaluation batches stay training-sized.
+        self.eval_batch_size = params.batch_size
         self.ids, self.words = _tokenize_words(tokenizer, texts, params.max_length)
         if not self.ids:
             raise DataError(f"no text with at least {MIN_WORDS} words to pre-train on")
