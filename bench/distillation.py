@@ -361,6 +361,14 @@ def benchmark(split: Split, args, work: Path) -> tuple[list[Row], list[str]]:
     int8 = Row("  the same student, ONNX int8", tapt_dir)
     run_row(both, engine, split, args.seeds, args, work, final=True, params=distil, transfer=transfer, int8_row=int8)
     rows += [alone, with_transfer, both, int8]
+    if int8.runs:
+        change = mean(int8.runs, "accuracy") - mean(both.runs, "accuracy")
+        speed = mean(int8.runs, "docs_per_s") / mean(both.runs, "docs_per_s")
+        notes.append(
+            f"ONNX int8 against the same students in float32 torch: accuracy {change:+.3f}, size "
+            f"{mean(int8.runs, 'size_mb'):.0f} vs {mean(both.runs, 'size_mb'):.0f} MB, "
+            f"{speed:.2f}x the documents per second."
+        )
     return rows, notes
 
 
