@@ -192,8 +192,7 @@ def augment(texts: list[str], masked_lm: str, copies: int, seed: int = 0) -> lis
         masked = [" ".join(tokenizer.mask_token if i in set(p) else w for i, w in enumerate(ws)) for ws, p in batch]
         encoded = tokenizer(masked, padding=True, truncation=True, max_length=128, return_tensors="pt")
         with torch.inference_mode():
-            logits = model(**encoded).logits
-        logits[..., ~whole_word] = float("-inf")
+            logits = model(**encoded).logits.masked_fill(~whole_word, float("-inf"))
         for row, (words, positions) in enumerate(batch):
             slots = (encoded["input_ids"][row] == tokenizer.mask_token_id).nonzero().flatten().tolist()
             new = list(words)
