@@ -150,7 +150,7 @@ def load_split(name: str, args) -> Split:
         if args.quick:
             intents = sorted({row.label for row in rows})[:8]
             rows = [row for row in rows if row.label in intents]
-            test = [row for row in test if row.label in intents][:60]
+            test = stratified_sample([row for row in test if row.label in intents], 60)
         train = per_label(rows, 3 if args.quick else args.per_intent, seed=42)
         dev = per_label(rows, 2 if args.quick else 5, seed=43, exclude={row.text for row in train})
         options = ChatbotOptions()
