@@ -132,21 +132,21 @@ def per_label(rows: list, count: int, seed: int, exclude: set[str] = frozenset()
 
 
 def load_split(name: str, args) -> Split:
-    """Train, dev (carved from train) and test; the test split is only returned, never looked at here."""
+    """Train, dev (carved from train) and test; with ``--select`` the test split is not even read."""
     from plugins.chatbot.options import ChatbotOptions
     from plugins.sentiment.options import SentimentOptions
     from services.training import split_train_validation
 
     if name == "phrasebank":
         rows = load_labeled("financial_phrasebank", "train")
-        test = load_labeled("financial_phrasebank", "test")
+        test = [] if args.select else load_labeled("financial_phrasebank", "test")
         if args.quick:
             rows, test = stratified_sample(rows, 120), stratified_sample(test, 60)
         train, dev = split_train_validation(rows, fraction=0.15, seed=42)
         options = SentimentOptions().training
     else:
         rows = load_labeled("banking77", "train")
-        test = load_labeled("banking77", "test")
+        test = [] if args.select else load_labeled("banking77", "test")
         if args.quick:
             intents = sorted({row.label for row in rows})[:8]
             rows = [row for row in rows if row.label in intents]
