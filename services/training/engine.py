@@ -82,13 +82,6 @@ class RunOverrides:
     teacher_name: str | None = None
 
 
-_overrides: contextvars.ContextVar[RunOverrides | None] = contextvars.ContextVar("training_overrides", default=None)
-
-
-def _current_overrides() -> RunOverrides:
-    return _overrides.get() or RunOverrides()
-
-
 class TrainingEngine:
     """Fine-tunes backbones into classifiers and bi-encoders, and pre-trains them as masked LMs."""
 
@@ -103,13 +96,17 @@ class TrainingEngine:
         self.allow_downloads = allow_downloads
         # Teacher logits by text hash, reused by later runs with the same teacher; None: in memory per run.
         self.cache_dir = Path(cache_dir) if cache_dir else None
+        # What :meth:`overriding` sets: per engine, and per thread or task (a context variable).
+        self._overrides: contextvars.ContextVar[RunOverrides | None] = contextvars.ContextVar(
+            f"training_overrides_{id(self)}", default=None
+        )
 
     # -- public API ------------------------------------------------------------------------
     def resolve_params(
         self, params: TrainParams | dict[str, Any] | None, kind: str = "classification"
     ) -> ResolvedParams:
         """Fill the ``None`` fields of ``params`` from the config (and any :meth:`overriding` layer)."""
-        return resolve_params(self.config, merge_params(params, _current_overrides().params), kind)
+        return resolve_params(self.config, merge_params(params, self._current_overrides().params), kind)
 
     @contextlib.contextmanager
     def overriding(
@@ -122,11 +119,11 @@ class TrainingEngine:
         """Within the block, ``params`` win over what callers pass, and classifier runs that
         distil also train on ``transfer_texts``: how one command changes the runs of a plugin's
         training task without the plugin knowing (``suite train --teacher REF``)."""
-        token = _overrides.set(RunOverrides(TrainParams.coerce(params), tuple(transfer_texts), teacher_name))
+        token = self._overrides.set(RunOverrides(TrainParams.coerce(params), tuple(transfer_texts), teacher_name))
         try:
             yield
         finally:
-            _overrides.reset(token)
+            self._overrides.reset(token)
 
     def train_classifier(
         self,
@@ -172,8 +169,8 @@ class TrainingEngine:
         else:
             from services.training.tasks.distillation import DistillationTask
 
-            transfer = tuple(transfer_texts) or _current_overrides().transfer_texts
-            teacher_name = _current_overrides().teacher_name or resolved.teacher
+            transfer = tuple(transfer_texts) or self._current_overrides().transfer_texts
+            teacher_name = self._current_overrides().teacher_name or resolved.teacher
 
             def build(device: torch.device) -> Task:
                 return DistillationTask.create(
@@ -260,6 +257,9 @@ class TrainingEngine:
         return result
 
     # -- composition -----------------------------------------------------------------------
+    def _current_overrides(self) -> RunOverrides:
+        return self._overrides.get() or RunOverrides()
+
     def _fit(
         self,
         kind: str,
