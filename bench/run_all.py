@@ -50,6 +50,7 @@ RUNS: list[tuple[str, list[str], list[str]]] = [
     ("recommender", [], ["--users", "30", "--max-pairs", "32", "--splits", "warm"]),
     ("http_load", [], ["--max-steps", "5", "--duration", "3", "--warmup", "1"]),
     ("http_fuzz", [], ["--max-examples", "5", "--max-steps", "3"]),
+    ("distillation", [], ["--quick"]),
     ("cold_start", [], ["--runs", "1"]),
 ]
 SECTION_ORDER = [
@@ -66,6 +67,7 @@ SECTION_ORDER = [
     "recommender.md",
     "http_load.md",
     "http_fuzz.md",
+    "distillation.md",
     "cold_start.md",
 ]
 

@@ -2,7 +2,7 @@
 
 CONTRACT:
     @dataclass class ModelCard:
-        plugin: str; task: str; kind: str ("classification"|"biencoder"); backbone: str;
+        plugin: str; task: str; kind: str ("classification"|"biencoder"|"masked-lm"); backbone: str;
         data_fingerprint: str; hyperparameters: dict; metrics: dict; created_at: str (ISO UTC);
         train_examples: int; wall_seconds: float; labels: list[str] | None; notes: str = ""
     @dataclass class ModelVersion:
@@ -97,8 +97,11 @@ class ModelCard:
         return cls(**{key: value for key, value in data.items() if key in names})
 
     def key_metrics(self) -> dict[str, float]:
-        """The headline numbers: accuracy and macro F1, or MRR and recall@1."""
-        wanted = ("accuracy", "macro_f1") if self.kind == "classification" else ("mrr", "recall@1", "recall@10")
+        """The headline numbers: accuracy and macro F1, MRR and recall@1, or perplexity before and after."""
+        wanted = {
+            "classification": ("accuracy", "macro_f1", "teacher_accuracy"),
+            "masked-lm": ("perplexity_before", "perplexity"),
+        }.get(self.kind, ("mrr", "recall@1", "recall@10"))
         return {name: self.metrics[name] for name in wanted if isinstance(self.metrics.get(name), int | float)}
 
 
@@ -414,7 +417,8 @@ def render_readme(card: ModelCard, version: int) -> str:
     lines = [
         f"# {card.plugin}/{card.task} v{version}",
         "",
-        f"A **{card.kind}** model fine-tuned by the suite for the `{card.plugin}` plugin's `{card.task}` task.",
+        f"A **{card.kind}** model {'pre-trained' if card.kind == 'masked-lm' else 'fine-tuned'} by the suite for "
+        f"the `{card.plugin}` plugin's `{card.task}` task.",
         "",
         "| | |",
         "|---|---|",
@@ -431,6 +435,14 @@ def render_readme(card: ModelCard, version: int) -> str:
     where = card.metrics.get("evaluated_on")
     if where:
         lines += [f"Measured on the {where} data.", ""]
+    teacher = card.metrics.get("teacher")
+    if isinstance(teacher, dict) and teacher.get("name"):
+        lines += [
+            f"Distilled from `{teacher['name']}`: teacher accuracy {teacher.get('accuracy', 0):.4f}, macro F1 "
+            f"{teacher.get('macro_f1', 0):.4f}; this model {card.metrics.get('accuracy', 0):.4f} and "
+            f"{card.metrics.get('macro_f1', 0):.4f}, on the same {where or 'validation'} data.",
+            "",
+        ]
     lines += ["| metric | value |", "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in scalars.items()]
     per_label = card.metrics.get("per_label")
@@ -445,7 +457,12 @@ def render_readme(card: ModelCard, version: int) -> str:
     lines += ["", "## Hyper-parameters", "", "| name | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in card.hyperparameters.items()]
     lines += ["", "## Usage", "", "```python"]
-    if card.kind == "classification":
+    if card.kind == "masked-lm":
+        lines += [
+            "# the plugin's next fine-tune starts from this backbone while it is active; or by hand:",
+            'engine.train_classifier("path/to/this/folder", rows, ...)',
+        ]
+    elif card.kind == "classification":
         lines += [
             "from services.training import TextClassifier",
             "",

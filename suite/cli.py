@@ -80,6 +80,7 @@ def build_app(ctx: SuiteContext) -> typer.Typer:
     app.callback()(root_callback)
     _add_core_commands(app, ctx)
     _add_quickstart(app, ctx)
+    import_module("suite.commands.pretrain").register(app, ctx)
     for name, module in SERVICE_COMMAND_GROUPS.items():  # built-in: a missing one is a broken install, not skipped
         app.add_typer(import_module(module).build(ctx), name=name)
     ctx.plugins.call_each("suite_cli_commands", cli=app, ctx=ctx)
@@ -211,8 +212,15 @@ def train_command(
     max_steps: int = typer.Option(None, help="stop after this many optimiser steps"),
     batch_size: int = typer.Option(None),
     learning_rate: float = typer.Option(None),
+    backbone: str = typer.Option(None, help="start from this model folder, hub id or registry ref instead"),
+    teacher: str = typer.Option(None, help="distil from this classifier: registry ref or folder"),
+    transfer: str = typer.Option(None, help="with --teacher: unlabelled texts, a file or 'plugin'"),
+    temperature: float = typer.Option(None, min=0.01, help="with --teacher: softmax temperature (2)"),
+    alpha: float = typer.Option(None, min=0, max=1, help="with --teacher: weight of its soft targets (0.5)"),
 ) -> None:
     """Fine-tune the models that plugins declare, and register each new version."""
+    from suite.training_tasks import training_overrides
+
     ctx = current_context(typer_ctx)
     chosen = [(t, task) for t in targets for task in ctx.select_training_tasks(t)] if targets else []
     tasks = [task for _, task in chosen] if targets else ctx.training_tasks()
@@ -221,10 +229,12 @@ def train_command(
     named = {task.qualified_name for target, task in chosen if target != task.plugin}  # asked for by name
     given = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate)
     overrides = {k: v for k, v in given.items() if v is not None}
+    changes = dict(backbone=backbone, teacher=teacher, transfer=transfer, temperature=temperature, alpha=alpha)
     ctx.startup()
     for task in tasks:
         console.print(f"[bold]training {task.qualified_name}[/] ({task.kind}): {task.description}")
-        run_task(task, ctx, overrides, required=task.qualified_name in named)
+        with training_overrides(ctx, task, **changes):
+            run_task(task, ctx, overrides, required=task.qualified_name in named)
 
 
 def run_task(task: TrainingTask, ctx: SuiteContext, overrides: dict, *, required: bool = False) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The registry task under which ``suite pretrain`` keeps a plugin's pre-trained backbone versions.
+BACKBONE_TASK = "backbone"
+
 
 class SuiteContext:
     """Settings, the plugin host and the shared services of one process."""
@@ -51,6 +56,7 @@ class SuiteContext:
         # One-shot commands bring an existing SQLite schema up to date; serve and the scheduler never do.
         self.schema_auto_upgrade = True
         self._schema_ready: set[str] = set()
+        self._backbone_override: str | None = None
 
     # -- life cycle --------------------------------------------------------------------
     @classmethod
@@ -100,11 +106,51 @@ class SuiteContext:
         return path
 
     def backbone(self, plugin: str | None = None) -> str:
-        """The resolved backbone for ``plugin``: its own override, else the suite's."""
+        """The resolved backbone for ``plugin``, the first of: the one-run override
+        (:meth:`overriding_backbone`, ``suite train --backbone``), the plugin's active
+        pre-trained backbone version in the registry (``suite pretrain``; ``suite models
+        activate`` rolls it back), the plugin's configured backbone, the suite's."""
         from services.backbone import resolve_backbone
 
+        if self._backbone_override:
+            return self.resolve_model(self._backbone_override)
+        if plugin:
+            pretrained = self.registry.active(plugin, BACKBONE_TASK)
+            if pretrained is not None:
+                return str(pretrained.path)
         override = self.settings.plugin(plugin).backbone if plugin else None
         return resolve_backbone(override or self.settings.backbone)
+
+    def backbone_name(self, plugin: str | None = None) -> str:
+        """What a model card calls :meth:`backbone`: the override or registry reference, else the configured name."""
+        if self._backbone_override:
+            return self._backbone_override
+        if plugin:
+            pretrained = self.registry.active(plugin, BACKBONE_TASK)
+            if pretrained is not None:
+                return pretrained.ref
+        return (self.settings.plugin(plugin).backbone if plugin else None) or self.settings.backbone
+
+    def resolve_model(self, name: str) -> str:
+        """A model folder or id from a registry reference (``sentiment/backbone@2``), a folder, a hub id or
+        ``default``."""
+        from services.backbone import resolve_backbone
+        from services.registry import REF_PATTERN
+
+        if REF_PATTERN.match(name) and not Path(name).expanduser().exists():
+            return str(self.registry.resolve(name).path)
+        return resolve_backbone(name)
+
+    @contextmanager
+    def overriding_backbone(self, name: str | None) -> Iterator[None]:
+        """Within the block every plugin's :meth:`backbone` is ``name`` (``None``: no change)."""
+        if name:
+            self.resolve_model(name)  # fail now, in one line, rather than inside a plugin's task
+        previous, self._backbone_override = self._backbone_override, name or self._backbone_override
+        try:
+            yield
+        finally:
+            self._backbone_override = previous
 
     def training_tasks(self) -> list[TrainingTask]:
         return [task for _, task in self.plugins.collect("suite_training_tasks", ctx=self)]
@@ -280,7 +326,11 @@ class SuiteContext:
     def trainer(self) -> TrainingEngine:
         from services.training import TrainingEngine
 
-        return TrainingEngine(self.settings.training, allow_downloads=self.settings.allow_downloads)
+        return TrainingEngine(
+            self.settings.training,
+            allow_downloads=self.settings.allow_downloads,
+            cache_dir=self.settings.data_dir / "cache" / "teacher-scores",
+        )
 
     @cached_property
     def registry(self) -> ModelRegistry:

@@ -187,6 +187,29 @@ def suite_training_tasks(ctx: SuiteContext) -> list[TrainingTask]:
 
 
 @hookspec
+def suite_pretraining_texts(ctx: SuiteContext) -> list[str]:
+    """Offer the plugin's own unlabelled text for continued pre-training and distillation.
+
+    Called by ``suite pretrain PLUGIN`` (without ``--texts``) on that plugin only, and by
+    ``suite train PLUGIN:TASK --teacher REF --transfer plugin`` for transfer texts. Return
+    the text the plugin holds that resembles what its models will read: stored documents,
+    logged user messages, knowledge-base passages, item descriptions, the texts of its
+    training data. The masked-LM run adapts the plugin's backbone to it (domain- and
+    task-adaptive pre-training); a distillation run adds the teacher's scores of it to the
+    student's training data.
+
+    Never return texts the plugin's models are evaluated on (a test split), and keep the
+    call cheap enough to run before a training run (read from the store, no model calls).
+    Duplicates and empty strings are dropped by the caller.
+
+    Dispatch: per plugin (only the plugin being trained is asked), inside every plugin's
+    wrappers. An exception stops the run with one line naming the plugin.
+
+    :return: a list of strings, one document each (possibly empty).
+    """
+
+
+@hookspec
 def suite_entity_patterns(ctx: SuiteContext) -> list[dict[str, Any]]:
     """Add entity patterns to the shared spaCy pipeline's entity ruler.
 
@@ -326,6 +349,7 @@ DISPATCH: dict[str, Dispatch] = {
     "suite_search_indexes": Dispatch.ISOLATED,
     "suite_scheduled_jobs": Dispatch.ISOLATED,
     "suite_migrations": Dispatch.ISOLATED,
+    "suite_pretraining_texts": Dispatch.PER_PLUGIN,
     "suite_alert_sinks": Dispatch.ISOLATED,
     "suite_cli_examples": Dispatch.ISOLATED,
 }

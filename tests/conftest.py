@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,25 @@ def postgres_url() -> str:
     except Exception as exc:  # server up but unusable: skip, say why
         pytest.skip(f"PostgreSQL at {url.host}:{url.port} refused the test connection: {exc}")
     return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_schema_url(postgres_url: str) -> Iterator[str]:
+    """A URL whose tables (and migration version tables) live in a schema of this test alone, dropped after."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    schema = f"suite_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{postgres_url}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -73,6 +73,20 @@ def suite_training_tasks(ctx: SuiteContext) -> list[TrainingTask]:
 
 
 @hookimpl
+def suite_pretraining_texts(ctx: SuiteContext) -> list[str]:
+    """Logged customer messages, knowledge-base passages and the configured training utterances."""
+    from plugins.chatbot.data import load_labeled_texts
+    from plugins.chatbot.knowledge import load_passages
+    from plugins.chatbot.options import DataPaths
+    from plugins.chatbot.store import ConversationStore
+
+    paths = DataPaths.from_options(ctx.plugin_options(PLUGIN))
+    messages = ConversationStore(ctx.database).messages()
+    passages = [passage.text for passage in load_passages(paths.knowledge)]
+    return [*messages, *passages, *(row.text for row in load_labeled_texts(paths.data))]
+
+
+@hookimpl
 def suite_entity_patterns(ctx: SuiteContext) -> list[dict[str, Any]]:
     from plugins.chatbot.slots import entity_patterns
 

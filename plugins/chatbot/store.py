@@ -190,6 +190,12 @@ class ConversationStore:
             raise NotFoundError(f"no chatbot exchange with id {exchange_id}")
         return self.exchange(exchange_id)
 
+    def messages(self, limit: int = 100_000) -> list[str]:
+        """The newest ``limit`` logged customer messages (pre-training material)."""
+        query = select(exchanges.c.message).order_by(exchanges.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
     def training_rows(self, include_confirmed: bool = False) -> list[tuple[str, str]]:
         """(message, intent) from corrections, and optionally from answers rated up."""
         query = select(exchanges.c.message, exchanges.c.intent, exchanges.c.corrected_intent, exchanges.c.rating)

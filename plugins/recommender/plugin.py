@@ -79,6 +79,16 @@ def suite_training_tasks(ctx: SuiteContext) -> list[TrainingTask]:
 
 
 @hookimpl
+def suite_pretraining_texts(ctx: SuiteContext) -> list[str]:
+    """The catalogue's item texts (the sample catalogue on a fresh store), as the model embeds them."""
+    from plugins.recommender.service import get_recommender
+
+    recommender = get_recommender(ctx)
+    recommender.ensure_data(embed=False)
+    return list(recommender.item_texts().values())
+
+
+@hookimpl
 def suite_cli_examples(ctx: SuiteContext) -> list[list[str]]:
     return [
         ["recommend", "maya", "-k", "5"],

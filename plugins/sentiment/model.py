@@ -133,7 +133,7 @@ def _train(
             plugin=PLUGIN,
             task=task,
             kind="classification",
-            backbone=ctx.settings.plugin(PLUGIN).backbone or ctx.settings.backbone,
+            backbone=ctx.backbone_name(PLUGIN),
             data_fingerprint=result.data_fingerprint,
             hyperparameters=result.params,
             metrics=result.metrics,

@@ -97,6 +97,16 @@ def suite_training_tasks(ctx: SuiteContext) -> list[TrainingTask]:
 
 
 @hookimpl
+def suite_pretraining_texts(ctx: SuiteContext) -> list[str]:
+    """The monitor's stored documents and the texts of the configured training data."""
+    from plugins.sentiment.data import load_labelled
+    from plugins.sentiment.store import SentimentStore
+
+    options: SentimentOptions = ctx.plugin_options(NAME)
+    return [*SentimentStore(ctx.database).document_texts(), *(row.text for row in load_labelled(options.training.data))]
+
+
+@hookimpl
 def suite_entity_patterns(ctx: SuiteContext) -> list[dict[str, Any]]:
     from plugins.sentiment.entities import EntityLinker
 

@@ -380,6 +380,12 @@ class SentimentStore:
             entities = self._entities(conn, [doc_id]).get(doc_id, [])
         return _document_dict(row, entities)
 
+    def document_texts(self, limit: int = 100_000) -> list[str]:
+        """The newest ``limit`` stored documents as text (title, then body): pre-training material."""
+        query = select(document_table.c.title, document_table.c.text).order_by(document_table.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [f"{title}. {text}" if title else text for title, text in conn.execute(query)]
+
     def first_published_at(self) -> datetime | None:
         """When the earliest scored document was published: where the monitored history begins."""
         with self.engine.connect() as conn:

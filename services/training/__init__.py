@@ -1,7 +1,18 @@
 """One fine-tuning engine for every plugin, and the inference wrappers for its models.
 
-CONTRACT (implemented in engine.py, data.py, metrics.py, inference.py; the loop in loop.py,
-tasks.py, batching.py, layers.py, checkpoint.py):
+Layout, bottom first (no module imports one above it; ``tests/training/test_training_modules.py``
+checks there is no import circle):
+
+    params.py      TrainParams, ResolvedParams, resolve_params(): hyper-parameters and their defaults
+    folders.py     device, refusing pickles, tokenizer loading, atomic folder writes
+    data.py, metrics.py, batching.py, layers.py, checkpoint.py, pooling.py
+    task.py        the Task interface: what the loop needs of a task
+    tasks/         one module per task: classification, biencoder, masked_lm, distillation
+    loop.py        TrainingRun: optimiser, schedule, evaluation, early stopping, checkpoints (knows only Task)
+    engine.py      TrainingEngine: builds a task, runs the loop, saves the model
+    inference.py, onnx_runtime.py   serving a saved classifier
+
+CONTRACT (implemented in engine.py, data.py, metrics.py, inference.py):
 
     @dataclass class LabeledText: text: str; label: str
     @dataclass class TextPair:    query: str; positive: str      # bi-encoder training pair
@@ -55,6 +66,16 @@ tasks.py, batching.py, layers.py, checkpoint.py):
     says which; TextClassifier.from_pretrained(..., quantize=False, runtime="torch"|"onnx",
     precision="float32"|"bfloat16"|"auto"); load_labeled_file,
     load_pair_file, data_fingerprint; classification_metrics, retrieval_metrics, confusion_matrix.
+
+    Any encoder works as backbone (BERT, MPNet, RoBERTa...: layer names for freezing come from
+    the model, token type ids are never sent). TrainingEngine.train_masked_lm(backbone, texts,
+    validation_texts, params, *, output_dir, ...) continues pre-training with whole-word
+    masking (TrainParams.mlm_probability); train_classifier with TrainParams.teacher (a
+    classifier folder with the same labels), distill_temperature and distill_alpha distils,
+    optionally over transfer_texts=[...] (teacher scores cached by text hash in the engine's
+    cache_dir); TrainingEngine.overriding(params, transfer_texts=...) forces parameters on
+    every run inside a block. load_text_file reads unlabelled texts (txt, CSV, JSONL).
+    TextClassifier.from_pretrained(..., runtime="onnx", quantize=True) runs int8 ONNX.
 """
 
 from services.training.data import (
@@ -65,7 +86,9 @@ from services.training.data import (
     data_fingerprint,
     load_labeled_file,
     load_pair_file,
+    load_text_file,
     split_train_validation,
+    text_fingerprint,
 )
 from services.training.metrics import classification_metrics, confusion_matrix, retrieval_metrics
 
@@ -86,17 +109,19 @@ __all__ = [
     "data_fingerprint",
     "load_labeled_file",
     "load_pair_file",
+    "load_text_file",
     "retrieval_metrics",
     "split_train_validation",
+    "text_fingerprint",
 ]
 
 # torch and transformers load on first use of these names, so that reading data files or
 # listing models stays fast.
 _LAZY = {
     "TrainingEngine": "services.training.engine",
-    "TrainParams": "services.training.engine",
+    "TrainParams": "services.training.params",
     "TrainResult": "services.training.engine",
-    "ResolvedParams": "services.training.engine",
+    "ResolvedParams": "services.training.params",
     "StepInfo": "services.training.loop",
     "TextClassifier": "services.training.inference",
     "Prediction": "services.training.inference",

@@ -121,17 +121,35 @@ def load_pair_file(path: str | Path, query_field: str = "query", positive_field:
     return [TextPair(query, positive) for query, positive in read_records(path, (query_field, positive_field))]
 
 
-def read_records(path: str | Path, fields: Sequence[str]) -> list[tuple[str, ...]]:
-    """The values of ``fields`` of every record of a CSV, TSV or JSONL file, as stripped strings."""
+def load_text_file(path: str | Path, text_field: str = "text") -> list[str]:
+    """Unlabelled documents: a ``.txt`` file holds one per line; CSV, TSV and JSONL files
+    hold them in column ``text_field``. Empty lines are skipped; the errors are
+    :func:`load_labeled_file`'s."""
     path = Path(path)
+    if path.suffix.lower() != ".txt":
+        return [text for (text,) in read_records(path, (text_field,))]
+    lines = [line.strip() for line in _read_text(path).splitlines()]
+    texts = [line for line in lines if line]
+    if not texts:
+        raise DataError(f"{path}: file is empty")
+    return texts
+
+
+def _read_text(path: Path) -> str:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def read_records(path: str | Path, fields: Sequence[str]) -> list[tuple[str, ...]]:
+    """The values of ``fields`` of every record of a CSV, TSV or JSONL file, as stripped strings."""
+    path = Path(path)
+    text = _read_text(path)
     if not text.strip():
         raise DataError(f"{path}: file is empty")
     suffix = path.suffix.lower()
@@ -195,3 +213,12 @@ def _json_array_records(path: Path, text: str) -> Iterator[tuple[int, dict]]:
         if not isinstance(record, dict):
             raise DataError(f"{path}: item {number}: expected a JSON object, got {type(record).__name__}")
         yield number, record
+
+
+def text_fingerprint(texts: Sequence[str]) -> str:
+    """sha256 of unlabelled texts, in order."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()

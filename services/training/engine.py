@@ -1,114 +1,59 @@
-"""The fine-tuning engine: one hand-written training loop for classifiers and bi-encoders.
+"""The fine-tuning engine: composes a task, the training loop and the model folder, for
+classifiers (optionally distilled from a teacher), bi-encoders and masked-LM pre-training.
 
 Why not ``transformers.Trainer``: on a CPU most of its time goes to padding and to
-small default batches. This loop tokenizes once, batches by length with dynamic
+small default batches. The loop tokenizes once, batches by length with dynamic
 padding, gives the freshly initialised head a higher learning rate (so a small
 backbone converges in a few epochs), evaluates under ``torch.inference_mode`` and
 checkpoints in a form that resumes exactly and never unpickles code.
+
+Layers, bottom first: ``params`` (hyper-parameters) and ``folders`` (loading, saving);
+``task`` (the interface) and ``tasks/*`` (one module per task); ``loop`` (knows only the
+interface); this module, which builds a task, runs the loop and saves the result.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import logging
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.backbone import pretrained_kwargs
-from services.errors import ConfigError, ModelError, one_line
 from services.settings import TrainingConfig
-from services.training.data import LabeledText, TextPair, check_classification_data, check_pair_data, data_fingerprint
+from services.training.data import (
+    LabeledText,
+    TextPair,
+    check_classification_data,
+    check_pair_data,
+    data_fingerprint,
+    text_fingerprint,
+)
+from services.training.folders import check_weights_format, resolve_device, save_atomically
 from services.training.loop import RunOutcome, StepCallback, TrainingRun
-from services.training.tasks import BiencoderTask, ClassificationTask
+from services.training.params import ResolvedParams, TrainParams, merge_params, resolve_params
+from services.training.task import Task
+from services.training.tasks.classification import FEW_SHOT_EXAMPLES_PER_LABEL, starts_from_centroids
 
 log = logging.getLogger(__name__)
 
-PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
-
-
-class TrainParams(BaseModel):
-    """Hyper-parameters of one run; every ``None`` takes the :class:`TrainingConfig` default."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    learning_rate: float | None = Field(None, gt=0)
-    batch_size: int | None = Field(None, ge=1)
-    epochs: float | None = Field(None, gt=0, description="fractions allowed: 2.5 epochs")
-    warmup_ratio: float | None = Field(None, ge=0, le=1)
-    weight_decay: float | None = Field(None, ge=0)
-    max_length: int | None = Field(None, ge=8)
-    seed: int | None = None
-    early_stopping_patience: int | None = Field(None, ge=0, description="0 turns early stopping off")
-    strategy: Literal["full", "freeze", "gradual"] | None = None
-    freeze_layers: int | None = Field(None, ge=0)
-    max_steps: int | None = Field(None, ge=1)
-    min_steps: int | None = Field(None, ge=0, description="at least this many steps, whatever epochs gives")
-    eval_every: int | None = Field(
-        None, ge=1, description="steps between evaluations; default once per epoch (at most ~10 per run)"
-    )
-    # Additions to the contract:
-    head_lr_multiplier: float | None = Field(None, gt=0, description="head learning rate / body learning rate")
-    early_stopping_metric: str | None = Field(None, description="default macro_f1 (classifier), mrr (bi-encoder)")
-    checkpoint_every: int | None = Field(None, ge=1, description="steps between checkpoints; default eval_every")
-    unfreeze_every: int | None = Field(
-        None, ge=1, description="'gradual': steps per unfrozen layer; default as eval_every"
-    )
-    similarity_scale: float | None = Field(None, gt=0, description="bi-encoder: cosine similarity x scale = logits")
-    symmetric_loss: bool | None = Field(None, description="bi-encoder: also rank queries for each positive")
-    head_init: Literal["auto", "random", "centroids"] | None = Field(None, description="classifier head start")
-    group_by_length: bool | None = Field(None, description="False: plain shuffled batches (slower on a CPU)")
-    padding: Literal["longest", "max_length"] | None = Field(None, description="'max_length': fixed-size batches")
-    pooling: Literal["auto", "model", "mean"] | None = Field(None, description="classifier: head on [CLS] or the mean")
-
-    @classmethod
-    def coerce(cls, params: TrainParams | dict[str, Any] | None) -> TrainParams:
-        if isinstance(params, TrainParams):
-            return params
-        try:
-            return cls.model_validate(params or {})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise ConfigError(f"invalid training parameter '{where}': {first['msg']}") from None
-
-
-@dataclass(frozen=True)
-class ResolvedParams:
-    """Every hyper-parameter of a run, defaults filled in; what a model card records."""
-
-    learning_rate: float
-    batch_size: int
-    epochs: float
-    warmup_ratio: float
-    weight_decay: float
-    max_length: int
-    seed: int
-    early_stopping_patience: int | None
-    early_stopping_metric: str
-    strategy: str
-    freeze_layers: int
-    max_steps: int | None
-    min_steps: int
-    eval_every: int | None
-    checkpoint_every: int | None
-    unfreeze_every: int | None
-    head_lr_multiplier: float
-    similarity_scale: float
-    symmetric_loss: bool
-    group_by_length: bool = True
-    padding: str = "longest"
-    head_init: str = "auto"
-    pooling: str = "auto"
+__all__ = [
+    "FEW_SHOT_EXAMPLES_PER_LABEL",
+    "ResolvedParams",
+    "TrainParams",
+    "TrainResult",
+    "TrainingEngine",
+    "check_weights_format",
+    "resolve_device",
+    "starts_from_centroids",
+]
 
 
 @dataclass
@@ -128,51 +73,57 @@ class TrainResult:
     resumed_from_step: int | None = None
 
 
-class TrainingEngine:
-    """Fine-tunes backbones into classifiers and bi-encoders (see the package docstring)."""
+@dataclass(frozen=True)
+class RunOverrides:
+    """What one command forces on every run of the engine it wraps (``suite train --teacher``...)."""
 
-    def __init__(self, config: TrainingConfig | None = None, *, allow_downloads: bool = False) -> None:
+    params: TrainParams | None = None
+    transfer_texts: tuple[str, ...] = ()
+    teacher_name: str | None = None
+
+
+class TrainingEngine:
+    """Fine-tunes backbones into classifiers and bi-encoders, and pre-trains them as masked LMs."""
+
+    def __init__(
+        self,
+        config: TrainingConfig | None = None,
+        *,
+        allow_downloads: bool = False,
+        cache_dir: Path | None = None,
+    ) -> None:
         self.config = config or TrainingConfig()
         self.allow_downloads = allow_downloads
+        # Teacher logits by text hash, reused by later runs with the same teacher; None: in memory per run.
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        # What :meth:`overriding` sets: per engine, and per thread or task (a context variable).
+        self._overrides: contextvars.ContextVar[RunOverrides | None] = contextvars.ContextVar(
+            f"training_overrides_{id(self)}", default=None
+        )
 
     # -- public API ------------------------------------------------------------------------
     def resolve_params(
         self, params: TrainParams | dict[str, Any] | None, kind: str = "classification"
     ) -> ResolvedParams:
-        """Fill the ``None`` fields of ``params`` from the config."""
-        given = TrainParams.coerce(params).model_dump()
-        cfg = self.config
-        defaults: dict[str, Any] = {
-            "learning_rate": cfg.learning_rate if kind == "classification" else cfg.biencoder_learning_rate,
-            "batch_size": cfg.batch_size,
-            "epochs": cfg.epochs,
-            "warmup_ratio": cfg.warmup_ratio,
-            "weight_decay": cfg.weight_decay,
-            "max_length": cfg.max_length,
-            "seed": cfg.seed,
-            "early_stopping_patience": cfg.early_stopping_patience,
-            "early_stopping_metric": "macro_f1" if kind == "classification" else "mrr",
-            "strategy": cfg.strategy,
-            "freeze_layers": cfg.freeze_layers,
-            "min_steps": cfg.min_steps,
-            "head_lr_multiplier": cfg.head_lr_multiplier,
-            "similarity_scale": cfg.similarity_scale,
-            "symmetric_loss": cfg.symmetric_loss,
-            "group_by_length": cfg.group_by_length,
-            "padding": cfg.padding,
-            "head_init": cfg.head_init,
-            "pooling": cfg.pooling,
-        }
-        values = {name: given[name] if given.get(name) is not None else defaults.get(name) for name in given}
-        if values["early_stopping_patience"] == 0:
-            values["early_stopping_patience"] = None
-        allowed = _CLASSIFICATION_METRICS if kind == "classification" else _RETRIEVAL_METRICS
-        if values["early_stopping_metric"] not in allowed:
-            raise ConfigError(
-                f"early_stopping_metric '{values['early_stopping_metric']}' is not a {kind} metric "
-                f"(choose {', '.join(allowed)})"
-            )
-        return ResolvedParams(**values)
+        """Fill the ``None`` fields of ``params`` from the config (and any :meth:`overriding` layer)."""
+        return resolve_params(self.config, merge_params(params, self._current_overrides().params), kind)
+
+    @contextlib.contextmanager
+    def overriding(
+        self,
+        params: TrainParams | dict[str, Any] | None = None,
+        *,
+        transfer_texts: Sequence[str] = (),
+        teacher_name: str | None = None,
+    ) -> Iterator[None]:
+        """Within the block, ``params`` win over what callers pass, and classifier runs that
+        distil also train on ``transfer_texts``: how one command changes the runs of a plugin's
+        training task without the plugin knowing (``suite train --teacher REF``)."""
+        token = self._overrides.set(RunOverrides(TrainParams.coerce(params), tuple(transfer_texts), teacher_name))
+        try:
+            yield
+        finally:
+            self._overrides.reset(token)
 
     def train_classifier(
         self,
@@ -185,6 +136,7 @@ class TrainingEngine:
         checkpoint_dir: Path | None = None,
         progress: bool = True,
         callback: StepCallback | None = None,
+        transfer_texts: Sequence[str] = (),
     ) -> TrainResult:
         """Fine-tune ``backbone`` into a single-label classifier saved in ``output_dir``.
 
@@ -195,31 +147,48 @@ class TrainingEngine:
         suite, call ``services.training.pooling.register_auto_classes()`` before loading it.
         With ``checkpoint_dir`` the run checkpoints as it goes, and calling again with the
         same folder resumes.
+
+        With the ``teacher`` parameter (a classifier folder with the same labels) the run is a
+        distillation (see :mod:`services.training.tasks.distillation`); ``transfer_texts``,
+        unlabelled, then train on the teacher's soft targets alone.
         """
         from services.training.pooling import resolve_pooling
 
         labels = check_classification_data(train, validation)
         resolved = self.resolve_params(params, "classification")
         resolved = replace(resolved, pooling=resolve_pooling(resolved.pooling, backbone))
-        started = time.perf_counter()
-        with self._runtime(resolved) as device:
-            tokenizer = self._load_tokenizer(backbone)
-            model = self._load_model(
-                backbone,
-                "mean-pooled" if resolved.pooling == "mean" else "classification",
-                num_labels=len(labels),
-                id2label=dict(enumerate(labels)),
-                label2id={label: i for i, label in enumerate(labels)},
-                problem_type="single_label_classification",
-                ignore_mismatched_sizes=True,
-            ).to(device)
-            task = ClassificationTask(model, tokenizer, train, validation, labels, resolved, device)
-            if starts_from_centroids(resolved.head_init, len(train), len(labels)):
-                task.init_head_from_centroids()
-            fingerprint = _run_fingerprint("classification", backbone, train, validation, resolved)
-            outcome = TrainingRun(task, resolved, device, checkpoint_dir, fingerprint, progress, callback).run()
-            _save_atomically(Path(output_dir), lambda folder: _save_classifier(model, tokenizer, folder))
-        return self._result(outcome, "classification", backbone, train, resolved, output_dir, started, labels)
+        if resolved.teacher is None:
+            from services.training.tasks.classification import ClassificationTask
+
+            def build(device: torch.device) -> Task:
+                return ClassificationTask.create(
+                    backbone, train, validation, labels, resolved, device, self.allow_downloads
+                )
+
+            extra: dict[str, Any] = {}
+        else:
+            from services.training.tasks.distillation import DistillationTask
+
+            transfer = tuple(transfer_texts) or self._current_overrides().transfer_texts
+            teacher_name = self._current_overrides().teacher_name or resolved.teacher
+
+            def build(device: torch.device) -> Task:
+                return DistillationTask.create(
+                    backbone,
+                    train,
+                    validation,
+                    labels,
+                    resolved,
+                    device,
+                    self.allow_downloads,
+                    transfer_texts=transfer,
+                    teacher_name=teacher_name,
+                    cache_dir=self.cache_dir,
+                )
+
+            extra = {"transfer": text_fingerprint(transfer)}
+        run = (backbone, build, train, validation, resolved, output_dir, checkpoint_dir, progress, callback)
+        return self._fit("classification", *run, labels=labels, extra=extra)
 
     def train_biencoder(
         self,
@@ -239,21 +208,84 @@ class TrainingEngine:
         pooling and L2 normalisation, e.g. by ``services.embeddings.Embedder``; it also
         carries the sentence-transformers module files.
         """
+        from services.training.tasks.biencoder import BiencoderTask
+
         check_pair_data(pairs, validation)
         resolved = self.resolve_params(params, "biencoder")
+
+        def build(device: torch.device) -> Task:
+            return BiencoderTask.create(backbone, pairs, validation, resolved, device, self.allow_downloads)
+
+        run = (backbone, build, pairs, validation, resolved, output_dir, checkpoint_dir, progress, callback)
+        return self._fit("biencoder", *run)
+
+    def train_masked_lm(
+        self,
+        backbone: str,
+        texts: Sequence[str],
+        validation: Sequence[str] | None = None,
+        params: TrainParams | dict[str, Any] | None = None,
+        *,
+        output_dir: Path,
+        checkpoint_dir: Path | None = None,
+        progress: bool = True,
+        callback: StepCallback | None = None,
+    ) -> TrainResult:
+        """Continue pre-training ``backbone`` with whole-word masked-language modelling on ``texts``.
+
+        The folder holds the encoder with its masked-LM head (``AutoModelForMaskedLM``; it
+        loads as the backbone of any later fine-tune) and, for a sentence-transformers
+        backbone, its pooling module files. With ``validation`` texts, ``metrics`` holds the
+        masked-token loss and perplexity after training and, under ``baseline``, before it
+        (the same masks both times); ``metrics["mlm_head"]`` is "new" where the backbone had
+        no masked-LM head (a sentence-transformers folder) and one was initialised.
+        """
+        from services.training.tasks.masked_lm import MaskedLMTask, check_texts
+
+        check_texts(texts, validation)
+        resolved = self.resolve_params(params, "masked-lm")
+
+        def build(device: torch.device) -> Task:
+            return MaskedLMTask.create(backbone, texts, validation, resolved, device, self.allow_downloads)
+
+        run = (backbone, build, texts, validation, resolved, output_dir, checkpoint_dir, progress, callback)
+        result = self._fit("masked-lm", *run)
+        before = result.metrics.get("baseline") or {}
+        for name in ("masked_lm_loss", "perplexity"):
+            if name in before:
+                result.metrics[f"{name}_before"] = before[name]
+        return result
+
+    # -- composition -----------------------------------------------------------------------
+    def _current_overrides(self) -> RunOverrides:
+        return self._overrides.get() or RunOverrides()
+
+    def _fit(
+        self,
+        kind: str,
+        backbone: str,
+        build: Callable[[torch.device], Task],
+        train: Sequence[Any],
+        validation: Sequence[Any] | None,
+        resolved: ResolvedParams,
+        output_dir: Path,
+        checkpoint_dir: Path | None,
+        progress: bool,
+        callback: StepCallback | None,
+        *,
+        labels: list[str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> TrainResult:
+        """Build the task, run the loop, save the model: what every kind of run shares."""
         started = time.perf_counter()
         with self._runtime(resolved) as device:
-            tokenizer = self._load_tokenizer(backbone)
-            model = self._load_model(backbone, "biencoder").to(device)
-            task = BiencoderTask(model, tokenizer, pairs, validation, resolved, device)
-            fingerprint = _run_fingerprint("biencoder", backbone, pairs, validation, resolved)
+            task = build(device)
+            fingerprint = _run_fingerprint(kind, backbone, train, validation, resolved, extra)
             outcome = TrainingRun(task, resolved, device, checkpoint_dir, fingerprint, progress, callback).run()
-            _save_atomically(
-                Path(output_dir), lambda folder: _save_biencoder(model, tokenizer, folder, resolved.max_length)
-            )
-        return self._result(outcome, "biencoder", backbone, pairs, resolved, output_dir, started, None)
+            outcome.metrics.update(task.card_metrics())
+            save_atomically(Path(output_dir), task.save)
+        return _result(outcome, kind, backbone, train, resolved, output_dir, started, labels)
 
-    # -- helpers ---------------------------------------------------------------------------
     @contextlib.contextmanager
     def _runtime(self, params: ResolvedParams) -> Iterator[torch.device]:
         """Threads, seed and quiet transformers logging for the duration of a run."""
@@ -271,161 +303,51 @@ class TrainingEngine:
             torch.set_num_threads(previous_threads)
             transformers.logging.set_verbosity(previous_verbosity)
 
-    def _load_tokenizer(self, backbone: str):
-        from transformers import AutoTokenizer
 
-        check_weights_format(backbone)
-        try:
-            return AutoTokenizer.from_pretrained(backbone, use_fast=True, **pretrained_kwargs(self.allow_downloads))
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load the tokenizer of backbone '{backbone}': {one_line(exc)}") from None
-
-    def _load_model(self, backbone: str, kind: str, **kwargs: Any) -> torch.nn.Module:
-        from transformers import AutoModel, AutoModelForSequenceClassification
-
-        from services.training.pooling import MeanPooledForSequenceClassification, register_auto_classes
-
-        register_auto_classes()  # a mean-pooled classifier may be the backbone of another run
-        factories = {"classification": AutoModelForSequenceClassification, "biencoder": AutoModel}
-        try:
-            if kind == "mean-pooled":
-                return MeanPooledForSequenceClassification.from_backbone(
-                    backbone, use_safetensors=True, **pretrained_kwargs(self.allow_downloads), **kwargs
-                )
-            return factories[kind].from_pretrained(
-                backbone, use_safetensors=True, **pretrained_kwargs(self.allow_downloads), **kwargs
-            )
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise ModelError(f"cannot load backbone '{backbone}': {one_line(exc)}") from None
-
-    def _result(
-        self,
-        outcome: RunOutcome,
-        kind: str,
-        backbone: str,
-        train: Sequence[Any],
-        params: ResolvedParams,
-        output_dir: Path,
-        started: float,
-        labels: list[str] | None,
-    ) -> TrainResult:
-        return TrainResult(
-            model_dir=Path(output_dir),
-            metrics=outcome.metrics,
-            params=asdict(params),
-            train_examples=len(train),
-            wall_seconds=round(time.perf_counter() - started, 3),
-            data_fingerprint=data_fingerprint(train),
-            kind=kind,
-            backbone=backbone,
-            labels=labels,
-            steps=outcome.steps,
-            history=outcome.history,
-            resumed_from_step=outcome.resumed_from_step,
-        )
+def _result(
+    outcome: RunOutcome,
+    kind: str,
+    backbone: str,
+    train: Sequence[Any],
+    params: ResolvedParams,
+    output_dir: Path,
+    started: float,
+    labels: list[str] | None,
+) -> TrainResult:
+    return TrainResult(
+        model_dir=Path(output_dir),
+        metrics=outcome.metrics,
+        params=asdict(params),
+        train_examples=len(train),
+        wall_seconds=round(time.perf_counter() - started, 3),
+        data_fingerprint=_fingerprint(train),
+        kind=kind,
+        backbone=backbone,
+        labels=labels,
+        steps=outcome.steps,
+        history=outcome.history,
+        resumed_from_step=outcome.resumed_from_step,
+    )
 
 
-_CLASSIFICATION_METRICS = ("macro_f1", "accuracy", "precision", "recall")
-_RETRIEVAL_METRICS = ("mrr", "recall@1", "recall@10")
-
-
-# Below this many examples per label a random head costs most of the run ("auto" head_init).
-FEW_SHOT_EXAMPLES_PER_LABEL = 50
-
-
-def starts_from_centroids(head_init: str, examples: int, labels: int) -> bool:
-    """Whether a classification run imprints its head from class centroids."""
-    if head_init == "auto":
-        return examples < FEW_SHOT_EXAMPLES_PER_LABEL * labels
-    return head_init == "centroids"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown torch device '{name}'") from None
-
-
-def check_weights_format(path: str | Path) -> None:
-    """Refuse a local model folder whose weights are only in a pickle-based format."""
-    folder = Path(path)
-    if not folder.is_dir():
-        return  # a hub id: from_pretrained(use_safetensors=True) refuses pickles itself
-    if any(folder.glob("*.safetensors")):
-        return
-    pickles = [name for name in PICKLE_WEIGHTS if (folder / name).exists()]
-    if pickles:
-        raise ModelError(f"{folder}: has only {pickles[0]} weights; refusing to unpickle (convert to safetensors)")
-    raise ModelError(f"{folder}: no model.safetensors weights")
+def _fingerprint(rows: Sequence[Any]) -> str:
+    return text_fingerprint(rows) if rows and isinstance(rows[0], str) else data_fingerprint(rows)
 
 
 def _run_fingerprint(
-    kind: str, backbone: str, train: Sequence[Any], validation: Sequence[Any] | None, params: ResolvedParams
+    kind: str,
+    backbone: str,
+    train: Sequence[Any],
+    validation: Sequence[Any] | None,
+    params: ResolvedParams,
+    extra: dict[str, Any] | None = None,
 ) -> str:
     payload = {
         "kind": kind,
         "backbone": backbone,
-        "train": data_fingerprint(train),
-        "validation": data_fingerprint(validation or []),
+        "train": _fingerprint(train),
+        "validation": _fingerprint(validation or []),
         "params": asdict(params),
+        **(extra or {}),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-# -- saving -------------------------------------------------------------------------------------
-
-
-def _save_atomically(output_dir: Path, write: Callable[[Path], None]) -> None:
-    """Write a model folder under a temporary name, then swap it in: never a half-written folder."""
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    temp = output_dir.parent / f".{output_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(temp, ignore_errors=True)
-    try:
-        write(temp)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
-    if output_dir.exists():
-        old = output_dir.parent / f".{output_dir.name}.old-{os.getpid()}"
-        os.replace(output_dir, old)
-        os.replace(temp, output_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(temp, output_dir)
-
-
-def _save_classifier(model, tokenizer, folder: Path) -> None:
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-
-
-def _save_biencoder(model, tokenizer, folder: Path, max_length: int) -> None:
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    # sentence-transformers reads these; plain transformers ignores them.
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ]
-    (folder / "modules.json").write_text(json.dumps(modules, indent=2))
-    (folder / "sentence_bert_config.json").write_text(
-        json.dumps({"max_seq_length": max_length, "do_lower_case": False})
-    )
-    (folder / "1_Pooling").mkdir(exist_ok=True)
-    pooling = {
-        "word_embedding_dimension": model.config.hidden_size,
-        "pooling_mode_cls_token": False,
-        "pooling_mode_mean_tokens": True,
-        "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False,
-    }
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
-    (folder / "2_Normalize").mkdir(exist_ok=True)

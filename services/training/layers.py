@@ -42,6 +42,22 @@ def embedding_module(model: nn.Module) -> nn.Module:
     return model.get_input_embeddings()
 
 
+def shared_encoder_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Body parameters outside the embeddings and the layers, that every layer uses: MPNet's
+    relative attention bias (``encoder.relative_attention_bias``). BERT has none. A pooler is head."""
+    base = getattr(model, "base_model", model)
+    try:
+        inside = {id(p) for p in encoder_layers(model).parameters()}
+    except ModelError:
+        return []
+    inside |= {id(p) for p in embedding_module(model).parameters()}
+    return [
+        parameter
+        for name, parameter in base.named_parameters()
+        if id(parameter) not in inside and not name.startswith("pooler.")
+    ]
+
+
 class LayerSchedule:
     """Sets ``requires_grad`` for a strategy, step by step.
 
@@ -51,8 +67,9 @@ class LayerSchedule:
       unit unfreezes from the top (top layer, the one below, ..., finally the embeddings).
       With ``freeze_layers`` > 0, the embeddings and that many lowest layers stay frozen.
 
-    "Head" is every parameter outside the embeddings and the encoder layers: the
-    classifier, and a pooler if the model has one.
+    "Head" is every parameter outside the embeddings, the encoder layers and parameters the
+    layers share (MPNet's relative attention bias): the classifier, and a pooler if the
+    model has one.
     """
 
     def __init__(
@@ -64,13 +81,15 @@ class LayerSchedule:
         # Without a head (a bi-encoder) gradual unfreezing starts with the top layer.
         self.first_stage = 0 if has_head else 1
         if strategy == "full":
-            self.units: list[nn.Module] = []
+            self.units = []
             self.floor = 0
             return
         layers = encoder_layers(model)
         if freeze_layers > len(layers):
             raise ConfigError(f"freeze_layers={freeze_layers} but the backbone has only {len(layers)} encoder layers")
-        self.units = [embedding_module(model), *layers]  # bottom first
+        # Bottom first; MPNet's relative attention bias goes with the embeddings, below every layer.
+        bottom = [*embedding_module(model).parameters(), *shared_encoder_parameters(model)]
+        self.units: list[list[nn.Parameter]] = [bottom, *(list(layer.parameters()) for layer in layers)]
         if strategy == "freeze":
             self.floor = 1 + freeze_layers
         elif strategy == "gradual":
@@ -99,7 +118,7 @@ class LayerSchedule:
             parameter.requires_grad_(True)
         frozen = self.units[: len(self.units) - count]
         for unit in frozen:
-            for parameter in unit.parameters():
+            for parameter in unit:
                 parameter.requires_grad_(False)
         self._applied = count
         return True
@@ -114,6 +133,7 @@ def parameter_groups(
     biases and normalisation weights (every 1-d parameter) get no weight decay.
     """
     body_ids = {id(p) for p in embedding_module(model).parameters()}
+    body_ids |= {id(p) for p in shared_encoder_parameters(model)}
     try:
         body_ids |= {id(p) for p in encoder_layers(model).parameters()}
     except ModelError:  # unknown layout: treat everything but the input embeddings as head-free body

@@ -1,5 +1,7 @@
 """The training loop shared by every task: AdamW with a linear warm-up schedule, layer
-strategies, periodic evaluation with early stopping, checkpoints and a progress bar."""
+strategies, periodic evaluation with early stopping, checkpoints and a progress bar.
+
+It knows a task only through :class:`services.training.task.Task`."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,9 +20,8 @@ from services.errors import ConfigError
 from services.training.batching import LengthGroupedBatches
 from services.training.checkpoint import CheckpointStore, RunState
 from services.training.layers import LayerSchedule, parameter_groups
-
-if TYPE_CHECKING:
-    from services.training.engine import ResolvedParams
+from services.training.params import ResolvedParams, improves
+from services.training.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,9 @@ class RunOutcome:
 class TrainingRun:
     """One training run of a task: optimiser, schedule, evaluation, early stopping, checkpoints."""
 
-    def __init__(self, task, params: ResolvedParams, device, checkpoint_dir, fingerprint, progress, callback) -> None:
+    def __init__(
+        self, task: Task, params: ResolvedParams, device, checkpoint_dir, fingerprint, progress, callback
+    ) -> None:
         self.task = task
         self.model = task.model
         self.params = params
@@ -163,7 +166,7 @@ class TrainingRun:
         log.info("step %d/%d: %s", self.state.step, self.total_steps, _summary(self.state.history[-1]))
         state = self.state
         value = metrics[self.params.early_stopping_metric]
-        if state.best_metric is None or value > state.best_metric:
+        if improves(self.params.early_stopping_metric, value, state.best_metric):
             state.best_metric, state.best_step, state.best_metrics = value, state.step, metrics
             state.evaluations_without_gain = 0
             self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}

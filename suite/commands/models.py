@@ -33,7 +33,16 @@ def format_number(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-SHORT_METRIC_NAMES = {"accuracy": "acc", "macro_f1": "f1", "recall@1": "r@1", "recall@10": "r@10", "mrr": "mrr"}
+SHORT_METRIC_NAMES = {
+    "accuracy": "acc",
+    "macro_f1": "f1",
+    "recall@1": "r@1",
+    "recall@10": "r@10",
+    "mrr": "mrr",
+    "teacher_accuracy": "teacher",
+    "perplexity_before": "ppl0",
+    "perplexity": "ppl",
+}
 
 
 def versions_table(versions: list[ModelVersion], wide: bool = False) -> Table:

@@ -85,3 +85,17 @@ def test_head_init_auto_imprints_only_few_shot_runs():
     assert not starts_from_centroids("random", examples=10, labels=5)
     with pytest.raises(ValueError, match="head_init"):
         TrainingConfig(head_init="zeros")
+
+
+def test_an_overriding_block_wins_over_the_callers_params_for_its_engine_only():
+    engine, other = TrainingEngine(TrainingConfig()), TrainingEngine(TrainingConfig())
+    with engine.overriding({"teacher": "/models/teacher", "distill_alpha": 0.8, "epochs": 2}):
+        resolved = engine.resolve_params({"epochs": 5, "batch_size": 4})
+        assert resolved.teacher == "/models/teacher" and resolved.distill_alpha == 0.8
+        assert resolved.epochs == 2 and resolved.batch_size == 4  # the block wins; the rest is the caller's
+        assert other.resolve_params({"epochs": 5}).teacher is None
+    assert engine.resolve_params({"epochs": 5}).epochs == 5 and engine.resolve_params(None).teacher is None
+    masked = engine.resolve_params(None, kind="masked-lm")
+    assert masked.early_stopping_metric == "masked_lm_loss" and masked.min_steps == 0
+    with pytest.raises(ConfigError, match="not a masked-lm metric"):
+        engine.resolve_params({"early_stopping_metric": "accuracy"}, kind="masked-lm")

@@ -200,11 +200,11 @@ def test_without_a_trained_model_the_bot_says_how_to_train(context_factory):
 
 
 @pytest.mark.postgres
-def test_conversations_and_feedback_on_postgres(trained_dir, context_factory, postgres_url):
+def test_conversations_and_feedback_on_postgres(trained_dir, context_factory, postgres_schema_url):
     import uuid
 
     ctx = context_factory(
-        {"confidence_threshold": 0.3, "margin_threshold": 0.0}, data_dir=trained_dir, database_url=postgres_url
+        {"confidence_threshold": 0.3, "margin_threshold": 0.0}, data_dir=trained_dir, database_url=postgres_schema_url
     )
     bot = Chatbot(ctx)
     conversation = f"pg-{uuid.uuid4().hex}"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, select
 
-from plugins.sentiment.store import alert_table, metadata
+from plugins.sentiment.store import alert_table
 
 OTHER_PLUGINS_OFF = {
     ep.name: {"enabled": False} for ep in entry_points(group="suite.plugins") if ep.name != "sentiment"
@@ -82,9 +82,7 @@ def test_two_monitor_processes_share_the_cooldowns_and_raise_nothing_twice(tmp_p
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     engine = create_engine(f"sqlite:///{data_dir / 'suite.db'}")
-    # The tables first, as a deployment's first start does: two processes creating them at the same
-    # moment is another race (the store's create_all is guarded per process only), not this test's.
-    metadata.create_all(engine)
+    # No tables yet: both processes create them through the migrations, which take turns on the database lock.
     env = {key: value for key, value in os.environ.items() if not key.startswith("SUITE_")}
     command = [sys.executable, "-c", MONITOR_PROCESS, str(data_dir), plugins]
     processes = [
