@@ -101,13 +101,14 @@ def plugin_texts(ctx: SuiteContext, plugin: str) -> list[str]:
     if plugin not in ctx.plugins.names:
         raise NotFoundError(f"unknown plugin '{plugin}' (enabled: {', '.join(ctx.plugins.names) or 'none'})")
     try:
-        texts = ctx.plugins.call_one(plugin, "suite_pretraining_texts", ctx=ctx)
+        answers = ctx.plugins.call_one(plugin, "suite_pretraining_texts", ctx=ctx)  # one list per implementation
     except SuiteError as exc:
         raise type(exc)(f"plugin '{plugin}': {one_line(exc)}") from None
     except Exception as exc:  # a plugin's bug: name it, in one line
         raise PluginError(f"plugin '{plugin}': suite_pretraining_texts failed: {one_line(exc)}") from None
-    if texts is None:
+    if answers is None:
         raise DataError(f"plugin '{plugin}' offers no texts of its own; give a file with --texts")
+    texts = (text for answer in answers for text in answer or [])
     cleaned = list(dict.fromkeys(text.strip() for text in texts if isinstance(text, str) and text.strip()))
     if not cleaned:
         raise DataError(f"plugin '{plugin}' holds no texts yet; give a file with --texts")
