@@ -181,7 +181,7 @@ def print_evaluation(report: Evaluation, out: Console) -> None:
         scores.append(f"out-of-scope AUROC {report.auroc:.4f}")
     if report.caught is not None:
         scores.append(f"out of scope caught {report.caught:.1%}")
-    out.print("; ".join(scores))
+    out.print("; ".join(scores), soft_wrap=True)
     table = Table("messages", "count", *ROUTES)
     for scope, count in (("in_scope", report.in_scope), ("out_of_scope", report.out_of_scope)):
         if count:
