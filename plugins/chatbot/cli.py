@@ -182,11 +182,12 @@ def print_evaluation(report: Evaluation, out: Console) -> None:
     if report.caught is not None:
         scores.append(f"out of scope caught {report.caught:.1%}")
     out.print("; ".join(scores), soft_wrap=True)
-    table = Table("messages", "count", *ROUTES)
-    for scope, count in (("in_scope", report.in_scope), ("out_of_scope", report.out_of_scope)):
-        if count:
-            shares = report.shares(scope)
-            table.add_row(scope.replace("_", " "), str(count), *(f"{shares[r]:.1%}" for r in ROUTES))
+    scopes = [(name, count) for name, count in (("in_scope", report.in_scope), ("out_of_scope", report.out_of_scope))]
+    scopes = [(name, count) for name, count in scopes if count]
+    table = Table("answered by", *(f"{name.replace('_', ' ')} ({count})" for name, count in scopes))
+    shares = {name: report.shares(name) for name, _ in scopes}
+    for route in ROUTES:
+        table.add_row(route, *(f"{shares[name][route]:.1%}" for name, _ in scopes))
     out.print(table)
     if report.unknown_labels:
         out.print(

@@ -68,6 +68,7 @@ def evaluate(bot: Chatbot, rows: list[LabeledText], *, oos_label: str = "out_of_
     """Answer every message of ``rows`` and score the bot (see the module docstring)."""
     from services.training import classification_metrics
 
+    bot.warm_up()  # the first answer would otherwise time the loading
     model = bot.model()
     labels = model.labels
     known = set(labels)

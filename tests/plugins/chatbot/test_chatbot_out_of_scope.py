@@ -156,7 +156,7 @@ def test_evaluate_prints_accuracy_routing_and_auroc(trained_ctx, tmp_path):
     path.write_text(labeled_csv([*((r.text, r.label) for r in rows), *((t, "oos") for t in outside)]), encoding="utf-8")
     shown = runner.invoke(build_app(trained_ctx), ["chatbot", "evaluate", str(path)], catch_exceptions=False)
     assert shown.exit_code == 0 and "accuracy" in shown.output and "out-of-scope AUROC" in shown.output
-    assert "right intent" in shown.output and "out of scope" in shown.output
+    assert "right intent" in shown.output and "out of scope (6)" in shown.output
     result = runner.invoke(build_app(trained_ctx), ["chatbot", "evaluate", str(path), "--oos-label", "oos", "--json"])
     report = json.loads(result.output)
     assert report["in_scope"] == len(rows) and report["out_of_scope"] == len(outside)
