@@ -100,9 +100,10 @@ def score(method: str, bank: FeatureBank | None, features: np.ndarray, logits: n
     if method == "mahalanobis":
         # (f - m) P (f - m) expanded, so no (batch, intents, hidden) array is made
         features = np.asarray(features, np.float32)
+        means = bank.means[np.unique(bank.labels)]  # an intent without examples (the out-of-scope class) has none
         projected = features @ bank.precision
-        means_term = np.sum((bank.means @ bank.precision) * bank.means, axis=1)
-        distances = np.sum(projected * features, axis=1)[:, None] - 2 * projected @ bank.means.T + means_term[None]
+        means_term = np.sum((means @ bank.precision) * means, axis=1)
+        distances = np.sum(projected * features, axis=1)[:, None] - 2 * projected @ means.T + means_term[None]
         return distances.min(axis=1)
     raise ValueError(f"unknown out-of-scope method '{method}' (choose {', '.join(METHODS)})")
 

@@ -47,6 +47,17 @@ def test_feature_scores_rank_far_messages_above_near_ones():
         assert auroc(values[:15], values[15:]) == 1.0, method
 
 
+def test_an_intent_without_examples_is_no_mean_to_be_near():
+    features, labels = clusters()
+    with_empty_class = FeatureBank.fit(features, labels, 4)  # class 3: e.g. a trained out-of-scope class
+    near_origin = np.random.default_rng(6).normal(0, 0.3, (5, 8))
+    np.testing.assert_allclose(
+        score("mahalanobis", with_empty_class, near_origin, np.zeros((5, 4))),
+        score("mahalanobis", FeatureBank.fit(features, labels, 3), near_origin, np.zeros((5, 3))),
+        rtol=1e-4,
+    )
+
+
 def test_logit_scores_need_no_bank_and_follow_the_logits():
     logits = np.array([[9.0, 0.0, 0.0], [1.0, 0.9, 0.8]])
     for method in ("max_logit", "energy", "msp"):
