@@ -59,6 +59,9 @@ from bench.common import (
 ALL_RUNS = ("oos-per-intent", "oos", "oos-per-intent-examples", "oos-per-intent-class", "all", "per-intent")
 DEFAULT_RUNS = ALL_RUNS[:4]
 OOS_LABEL = "out_of_scope"
+# --report-on dev: this many training messages per intent, drawn with their own seed, are never trained on.
+DEV_PER_INTENT = 10
+DEV_SEED = 7
 DEV_LIMIT = 600  # dev messages per side for choosing the out-of-scope score
 
 
@@ -72,6 +75,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--latency-messages", type=int, default=300, help="messages timed on both sides")
     parser.add_argument("--epochs", type=float, default=None, help="override the plugin's training epochs")
     parser.add_argument("--max-steps", type=int, default=None, help="cap training steps (smoke runs)")
+    parser.add_argument(
+        "--report-on",
+        choices=("test", "dev"),
+        default="test",
+        help="'dev': score on 10 held-out training messages per intent (never trained on) in place of the test "
+        "split, to choose settings without looking at it",
+    )
     add_thread_option(parser)
     return parser.parse_args()
 
@@ -227,6 +237,10 @@ def main() -> None:
         intents = intents[: args.intents]
         train = [row for row in train if row.label in intents]
         test = [row for row in test if row.label in intents]
+    if args.report_on == "dev":
+        test = per_intent(train, DEV_PER_INTENT, seed=DEV_SEED)
+        held = {id(row) for row in test}
+        train = [row for row in train if id(row) not in held]
     runs = [run.strip() for run in args.runs.split(",") if run.strip()]
     unknown = set(runs) - set(ALL_RUNS)
     if unknown:
@@ -357,6 +371,13 @@ def report(args, results: list[dict[str, Any]]) -> None:
         ]
     requested = [run.strip() for run in args.runs.split(",") if run.strip()]
     title = "Chatbot" if set(requested) == set(DEFAULT_RUNS) else f"Chatbot {'+'.join(requested)}"
+    if args.report_on == "dev":
+        title += " on the dev set"
+        body.insert(
+            0,
+            f"**Scored on a dev set**: {DEV_PER_INTENT} training messages per intent, left out of "
+            "every run's training data, in place of the test split (the columns still say test).\n",
+        )
     if len(results) < len(requested):
         body.append(f"\n(Partial: {len(results)} of {len(requested)} runs finished when this was written.)")
     write_results(title, command_line("bench.chatbot"), "\n".join(body))
