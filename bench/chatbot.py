@@ -1,26 +1,33 @@
-"""Chatbot: BANKING77 intents through the chatbot plugin's public functions.
+"""Chatbot: BANKING77 intents through the chatbot plugin's public functions, in and out of scope.
 
-Three training runs, each in its own temporary data dir, through
+Each run trains in its own temporary data dir through
 ``plugins.chatbot.training.train_intent_model`` with the plugin's defaults (which hold
-out 20% of what they are given to calibrate the answer thresholds):
+out 20% of what they are given to calibrate the thresholds and the out-of-scope
+detector, and refit on everything below 50 examples per intent):
 
-- ``all``: the whole training split;
-- ``per-intent``: ``--per-intent`` (10) labelled examples per intent;
 - ``oos``: the whole training split less ``--oos-intents`` (10) intents picked at random;
-  the test messages of those intents are out of scope, and the report says where
-  ``Chatbot(ctx).answer`` sends them: a wrong intent, a clarifying question, retrieval
-  from the knowledge base (the plugin's sample one), or a hand-off to a person. No
-  out-of-scope example is given at training: nobody has examples of what they do not expect.
+  the test messages of those intents are out of scope. No out-of-scope example is given.
+- ``oos-per-intent``: the same intents, ``--per-intent`` (10) training examples of each.
+- ``oos-per-intent-examples``: as ``oos-per-intent``, plus ``--per-intent`` training
+  messages of each held-out intent given as out-of-scope examples (they calibrate and
+  choose the score); ``oos-per-intent-class``: the same examples also trained as one more class.
+- ``all`` / ``per-intent``: all 77 intents, nothing out of scope (not run by default).
+
+Which out-of-scope score the bot uses is chosen per run on dev data carved from the
+training split, never the test split: the held-out intents' training messages (out of
+scope) against in-scope messages no model trained on (the plugin's own validation split
+where the run does not refit; otherwise training messages outside the 10-per-intent
+sample). The test split is then answered once by ``plugins.chatbot.evaluate.evaluate``
+(what ``suite chatbot evaluate`` runs): accuracy and macro F1 of the intent classifier,
+where each message went, and the out-of-scope AUROC.
 
 Every intent gets a one-line answer template, so an answer from a template means the
-bot committed to an intent. Reported per run: test accuracy and macro F1 of the intent
-classifier, fine-tuning wall time, and where the test messages went. For the ``all``
-run, answer latency per message of ``Chatbot(ctx).answer`` (checks, classifier,
-templates or retrieval, conversation log) against a plain ``transformers`` pipeline
-on the same model folder, one message per call, back to back.
+bot committed to an intent. Retrieval is over the plugin's sample knowledge base. For
+the first run, answer latency of ``Chatbot(ctx).answer`` against a plain ``transformers``
+pipeline on the same model folder, one message per call, back to back.
 
     python -m bench.chatbot
-    python -m bench.chatbot --intents 6 --oos-intents 2 --max-steps 12 --test-limit 60 --latency-messages 10  # smoke
+    python -m bench.chatbot --intents 12 --oos-intents 3 --max-steps 12 --test-limit 60 --latency-messages 10  # smoke
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import random
 import statistics
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -49,22 +56,22 @@ from bench.common import (
     write_results,
 )
 
-ROUTES = ("right intent", "wrong intent", "clarify", "retrieval", "handoff", "refusal")
-
-
-ALL_RUNS = ("all", "per-intent", "oos")
+ALL_RUNS = ("oos-per-intent", "oos", "oos-per-intent-examples", "oos-per-intent-class", "all", "per-intent")
+DEFAULT_RUNS = ALL_RUNS[:4]
+OOS_LABEL = "out_of_scope"
 # --report-on dev: this many training messages per intent, drawn with their own seed, are never trained on.
 DEV_PER_INTENT = 10
 DEV_SEED = 7
+DEV_LIMIT = 600  # dev messages per side for choosing the out-of-scope score
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", default=",".join(ALL_RUNS), help="which training runs, comma-separated")
+    parser.add_argument("--runs", default=",".join(DEFAULT_RUNS), help=f"comma-separated, of {', '.join(ALL_RUNS)}")
     parser.add_argument("--per-intent", type=int, default=10)
-    parser.add_argument("--oos-intents", type=int, default=10, help="intents held out of the 'oos' run")
+    parser.add_argument("--oos-intents", type=int, default=10, help="intents held out as out of scope")
     parser.add_argument("--intents", type=int, default=None, help="use only N intents (smoke runs)")
-    parser.add_argument("--test-limit", type=int, default=None, help="answer at most N test messages per run")
+    parser.add_argument("--test-limit", type=int, default=None, help="answer at most N test messages per side")
     parser.add_argument("--latency-messages", type=int, default=300, help="messages timed on both sides")
     parser.add_argument("--epochs", type=float, default=None, help="override the plugin's training epochs")
     parser.add_argument("--max-steps", type=int, default=None, help="cap training steps (smoke runs)")
@@ -72,8 +79,8 @@ def parse_args() -> argparse.Namespace:
         "--report-on",
         choices=("test", "dev"),
         default="test",
-        help="'dev': score on 10 held-out training messages per intent (never trained on), to choose settings "
-        "without looking at the test split",
+        help="'dev': score on 10 held-out training messages per intent (never trained on) in place of the test "
+        "split, to choose settings without looking at it",
     )
     add_thread_option(parser)
     return parser.parse_args()
@@ -100,62 +107,80 @@ def per_intent(rows: list, count: int, seed: int = 42) -> list:
     return [rows[i] for i in chosen]
 
 
-def route(answer: Any, truth: str | None) -> str:
-    if answer.source == "template":
-        return "right intent" if truth is not None and answer.intent == truth else "wrong intent"
-    return answer.source
+def dev_scores(model, in_rows: list, out_texts: list[str]) -> dict[str, float]:
+    """Each out-of-scope score's AUROC on dev messages (in scope: ``in_rows``; out of scope: ``out_texts``)."""
+    from plugins.chatbot.ood import METHODS, auroc, score
+
+    detector = model.detector
+    texts = [row.text for row in in_rows] + list(out_texts)
+    features, logits = model.classifier.features_and_logits(texts)
+    result = {}
+    for method in METHODS:
+        if method in detector.thresholds:
+            values = score(method, detector.bank, features, logits)
+            result[method] = auroc(values[: len(in_rows)], values[len(in_rows) :])
+    return result
 
 
-def run_setting(name: str, train_rows: list, test_rows: list, oos_rows: list, args, templates: Path) -> dict[str, Any]:
+def run_setting(name: str, data: dict[str, list], args, templates: Path) -> dict[str, Any]:
+    """Train, choose the out-of-scope score on dev data, then answer the test split once."""
     from plugins.chatbot.engine import Chatbot
-    from plugins.chatbot.training import index_knowledge_base, train_intent_model
-    from services.training import classification_metrics
+    from plugins.chatbot.evaluate import evaluate
+    from plugins.chatbot.training import train_intent_model
+    from services.training import LabeledText, split_train_validation
 
-    params: dict[str, Any] = {}
-    if args.epochs:
-        params["epochs"] = args.epochs
-    if args.max_steps:
-        params["max_steps"] = args.max_steps
+    params = {k: v for k, v in (("epochs", args.epochs), ("max_steps", args.max_steps)) if v}
+    options = {"templates": str(templates), "out_of_scope_class": name.endswith("-class")}
     with tempfile.TemporaryDirectory(prefix=f"bench-chatbot-{name}-") as scratch:
-        ctx = suite_context(Path(scratch), "chatbot", {"templates": str(templates)}, threads=args.threads)
+        ctx = suite_context(Path(scratch), "chatbot", options, threads=args.threads)
         try:
+            from plugins.chatbot.training import index_knowledge_base
+
             index_knowledge_base(ctx)
-            print(f"{name}: fine-tuning on {len(train_rows)} messages")
+            print(
+                f"{name}: fine-tuning on {len(data['train'])} messages, {len(data['examples'])} out-of-scope examples"
+            )
             started = time.perf_counter()
-            version = train_intent_model(ctx, train_rows, params=params or None)
+            version = train_intent_model(ctx, data["train"], params=params or None, out_of_scope=data["examples"])
             wall = time.perf_counter() - started
             bot = Chatbot(ctx)
             model = bot.model()
-            labels = model.labels
-            predictions = model.predict_many([row.text for row in test_rows])
-            index = {label: i for i, label in enumerate(labels)}
-            metrics = classification_metrics(
-                [index[row.label] for row in test_rows], [index[p.intent] for p in predictions], labels
-            )
+            dev_in = data["dev_in"]
+            if dev_in is None:  # no refit: the plugin's own validation split was never trained on
+                _, dev_in = split_train_validation(
+                    data["train"], fraction=bot.options.validation_fraction, seed=ctx.settings.training.seed
+                )
+                dev_in = sample(dev_in, DEV_LIMIT)
+            if model.detector is None:
+                raise SystemExit(f"{name}: too few validation messages to calibrate the out-of-scope detector")
+            dev = dev_scores(model, dev_in, data["dev_out"]) if data["dev_out"] else {}
+            chosen = max(dev, key=dev.get) if dev and not data["examples"] else model.detector.method
+            bot = Chatbot(ctx, bot.options.model_copy(update={"out_of_scope_method": chosen}))
             bot.warm_up()
-            print(f"{name}: answering {len(test_rows) + len(oos_rows)} test messages")
-            in_scope, latencies = Counter(), []
-            for row in test_rows:
-                answer = bot.answer(row.text)
-                in_scope[route(answer, row.label)] += 1
-                latencies.append(answer.latency_ms / 1000)
-            outside = Counter(route(bot.answer(row.text), None) for row in oos_rows)
+            test = data["test_in"] + [LabeledText(text, OOS_LABEL) for text in data["test_out"]]
+            print(f"{name}: out-of-scope score {chosen}; answering {len(test)} test messages")
+            evaluation = evaluate(bot, test, oos_label=OOS_LABEL)
+            test_aurocs = dev_scores(model, data["test_in"], data["test_out"]) if data["test_out"] else {}
             result = {
                 "name": name,
-                "train": len(train_rows),
-                "intents": len(labels),
+                "train": len(data["train"]),
+                "examples": len(data["examples"]),
+                "intents": len(model.labels) - (1 if OOS_LABEL in model.labels else 0),
                 "wall": wall,
                 "card_wall": version.card.wall_seconds,
                 "hyperparameters": version.card.hyperparameters,
-                "accuracy": metrics["accuracy"],
-                "macro_f1": metrics["macro_f1"],
-                "in_scope": in_scope,
-                "outside": outside,
-                "test": len(test_rows),
-                "oos": len(oos_rows),
+                "metrics": version.card.metrics,
+                "evaluation": evaluation,
+                "dev": dev,
+                "dev_sizes": (len(dev_in), len(data["dev_out"])),
+                "test_aurocs": test_aurocs,
+                "method": chosen,
+                "threshold": bot.model().detector.threshold,
+                "refit": "refit_steps" in version.card.metrics,
             }
-            if name == "all" and args.latency_messages:
-                result["latency"] = compare_latency(bot, version.path, test_rows[: args.latency_messages], model)
+            if args.latency_messages and not args.latency_done:
+                args.latency_done = True
+                result["latency"] = compare_latency(bot, version.path, data["test_in"][: args.latency_messages], model)
             return result
         finally:
             ctx.shutdown()
@@ -181,8 +206,29 @@ def compare_latency(bot, model_dir: Path, rows: list, model) -> dict[str, list[f
     return timings
 
 
+def run_data(run: str, train: list, test: list, intents: list[str], args) -> dict[str, list]:
+    """Training rows, out-of-scope examples, dev and test messages of one run."""
+    held_out = set(random.Random(42).sample(intents, args.oos_intents)) if run.startswith("oos") else set()
+    inside = [row for row in train if row.label not in held_out]
+    outside_train = [row for row in train if row.label in held_out]
+    rows = per_intent(inside, args.per_intent) if "per-intent" in run else inside
+    examples = per_intent(outside_train, args.per_intent) if run.endswith(("-examples", "-class")) else []
+    given = {id(row) for row in examples}
+    trained = {id(row) for row in rows}
+    return {
+        "train": rows,
+        "examples": [row.text for row in examples],
+        # refit runs train on their validation split: dev in-scope messages come from outside the sample
+        "dev_in": sample([row for row in inside if id(row) not in trained], DEV_LIMIT) if "per-intent" in run else None,
+        "dev_out": [row.text for row in sample([r for r in outside_train if id(r) not in given], DEV_LIMIT)],
+        "test_in": sample([row for row in test if row.label not in held_out], args.test_limit),
+        "test_out": [row.text for row in sample([row for row in test if row.label in held_out], args.test_limit)],
+    }
+
+
 def main() -> None:
     args = parse_args()
+    args.latency_done = False
     set_threads(args.threads)
     train = load_labeled("banking77", "train")
     test = load_labeled("banking77", "test")
@@ -196,75 +242,84 @@ def main() -> None:
         held = {id(row) for row in test}
         train = [row for row in train if id(row) not in held]
     runs = [run.strip() for run in args.runs.split(",") if run.strip()]
+    unknown = set(runs) - set(ALL_RUNS)
+    if unknown:
+        raise SystemExit(f"unknown run(s) {', '.join(sorted(unknown))} (choose {', '.join(ALL_RUNS)})")
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-chatbot-") as scratch:
         templates = write_templates(Path(scratch) / "templates.json", intents)
         for run in runs:
-            if run == "all":
-                results.append(run_setting("all", train, sample(test, args.test_limit), [], args, templates))
-            elif run == "per-intent":
-                rows = per_intent(train, args.per_intent)
-                results.append(run_setting("per-intent", rows, sample(test, args.test_limit), [], args, templates))
-            elif run == "oos":
-                held_out = set(random.Random(42).sample(intents, args.oos_intents))
-                rows = [row for row in train if row.label not in held_out]
-                in_scope = sample([row for row in test if row.label not in held_out], args.test_limit)
-                outside = sample([row for row in test if row.label in held_out], args.test_limit)
-                results.append(run_setting("oos", rows, in_scope, outside, args, templates))
-            else:
-                raise SystemExit(f"unknown run '{run}' (choose all, per-intent, oos)")
-    report(args, results)
+            results.append(run_setting(run, run_data(run, train, test, intents, args), args, templates))
+            report(args, results)  # after every run, so a cut-short session keeps what finished
 
 
 def describe(name: str, args) -> str:
+    n, k = args.per_intent, args.oos_intents
     return {
+        "oos": f"all data, {k} intents out of scope",
+        "oos-per-intent": f"{n} per intent, {k} intents out of scope",
+        "oos-per-intent-examples": f"{n} per intent, {k} out of scope, {n} oos examples each (calibration)",
+        "oos-per-intent-class": f"{n} per intent, {k} out of scope, {n} oos examples each (extra class)",
         "all": "all training data",
-        "per-intent": f"{args.per_intent} examples per intent",
-        "oos": f"all but {args.oos_intents} held-out intents",
+        "per-intent": f"{n} examples per intent",
     }[name]
 
 
-def shares(counts: Counter, total: int) -> list[str]:
-    return [f"{counts.get(key, 0) / total:.1%}" if total else "-" for key in ROUTES]
-
-
 def report(args, results: list[dict[str, Any]]) -> None:
+    from plugins.chatbot.evaluate import ROUTES
+    from plugins.chatbot.ood import METHODS
+
     rows = [
         [
             describe(r["name"], args),
             r["intents"],
             r["train"],
-            f"{r['accuracy']:.4f}",
-            f"{r['macro_f1']:.4f}",
+            f"{r['evaluation'].accuracy:.4f}",
+            f"{r['evaluation'].macro_f1:.4f}",
             f"{r['card_wall']:.0f}",
             f"{r['wall']:.0f}",
         ]
         for r in results
     ]
-    route_rows = [
-        [describe(r["name"], args), "in-scope", r["test"], *shares(r["in_scope"], r["test"])] for r in results
-    ]
-    route_rows += [
-        [describe(r["name"], args), "out of scope", r["oos"], *shares(r["outside"], r["oos"])]
+    method_rows = [
+        [
+            describe(r["name"], args),
+            f"{r['dev_sizes'][0]} / {len(r['dev']) and r['dev_sizes'][1]}",
+            *[_auroc(r["dev"].get(m)) for m in METHODS],
+            r["method"],
+            *[_auroc(r["test_aurocs"].get(m)) for m in METHODS],
+        ]
         for r in results
-        if r["oos"]
+        if r["evaluation"].out_of_scope
     ]
+    route_rows = []
+    for r in results:
+        evaluation = r["evaluation"]
+        for scope, count in (("in scope", evaluation.in_scope), ("out of scope", evaluation.out_of_scope)):
+            if count:
+                shares = evaluation.shares(scope.replace(" ", "_"))
+                caught = f"{evaluation.caught:.1%}" if scope == "out of scope" else "-"
+                route_rows.append(
+                    [describe(r["name"], args), scope, count, *(f"{shares[k]:.1%}" for k in ROUTES), caught]
+                )
     first = results[0]["hyperparameters"] if results else {}
     settings = ", ".join(
         f"{k} {first[k]}" for k in ("epochs", "batch_size", "learning_rate", "max_length") if k in first
+    )
+    thresholds = "; ".join(
+        f"{describe(r['name'], args)}: {r['method']} score > {r['threshold']:.4g}, clarifying question below "
+        f"margin {r['metrics'].get('margin_threshold')}"
+        for r in results
     )
     body = [
         "Data: BANKING77 (train/test), "
         + (f"the first {args.intents} intents only; " if args.intents else "")
         + f"fine-tuned through `train_intent_model` with the plugin's defaults ({settings}); the plugin holds out "
-        "20% of the given examples to calibrate its thresholds. "
-        + (
-            f"**Scored on a dev set**: {DEV_PER_INTENT} training messages per intent, left out of every run's "
-            "training data, in place of the test split (the columns still say test)."
-            if args.report_on == "dev"
-            else "Test scores are the intent classifier's on the test split (the out-of-scope run: on its in-scope "
-            "intents)."
-        ),
+        "20% of the given examples to calibrate its thresholds (a 5% false-rejection rate for the out-of-scope "
+        "score, at most 5% clarifying questions) and refits on every example below 50 per intent (the "
+        "out-of-scope thresholds then stay the first run's). The out-of-scope score is chosen per run by its "
+        "AUROC on dev data from the training split (in scope / out of scope counts below); the test split is "
+        "read once, by `plugins.chatbot.evaluate.evaluate`.",
         "",
         table(
             [
@@ -279,17 +334,27 @@ def report(args, results: list[dict[str, Any]]) -> None:
             rows,
         ),
         "",
-        "Where `Chatbot(ctx).answer` sent the test messages (each a new conversation; every intent has a template, "
-        "so a template answer is a committed intent; retrieval is over the plugin's sample knowledge base):",
+        "Out-of-scope AUROC of each score, on dev data (chooses) and on the test split (reported only); with "
+        "out-of-scope examples the plugin chooses on its own held-out ones:",
         "",
-        table(["run", "messages", "count", *ROUTES], route_rows),
+        table(
+            ["run", "dev in / out", *[f"dev {m}" for m in METHODS], "chosen", *[f"test {m}" for m in METHODS]],
+            method_rows,
+        ),
+        "",
+        "Where `Chatbot.answer` sent the test messages (each a new conversation; every intent has a template, so "
+        "a template answer is a committed intent; 'caught' = retrieval + out-of-scope answer + hand-off):",
+        "",
+        table(["run", "messages", "count", *ROUTES, "caught"], route_rows),
+        "",
+        f"Thresholds: {thresholds}.",
     ]
     latency = next((r["latency"] for r in results if "latency" in r), None)
     if latency:
         ours, peer = latency["Chatbot.answer"], latency["pipeline"]
         body += [
             "",
-            f"Answer latency, {len(ours)} test messages, one per call, on the `all` model:",
+            f"Answer latency, {len(ours)} test messages, one per call, on the first run's model:",
             "",
             table(
                 ["path", "median ms", "p95 ms"],
@@ -300,16 +365,26 @@ def report(args, results: list[dict[str, Any]]) -> None:
             ),
             "",
             f"Chatbot.answer / pipeline: median {ratio(statistics.median(ours), statistics.median(peer))}, "
-            f"p95 {ratio(percentile(ours, 95), percentile(peer, 95))} (the answer does more: input checks, "
-            "thresholds, templates or retrieval, and it writes the conversation log). "
+            f"p95 {ratio(percentile(ours, 95), percentile(peer, 95))} (the answer does more: input checks, the "
+            "out-of-scope score, thresholds, templates or retrieval, and it writes the conversation log). "
             + "; ".join(f"{name}: {latency_summary(v)}" for name, v in latency.items()),
         ]
-    # A partial run gets its own section, so it never replaces the full one.
-    runs = [run.strip() for run in args.runs.split(",") if run.strip()]
-    title = "Chatbot" if set(runs) == set(ALL_RUNS) else f"Chatbot {'+'.join(runs)}"
+    requested = [run.strip() for run in args.runs.split(",") if run.strip()]
+    title = "Chatbot" if set(requested) == set(DEFAULT_RUNS) else f"Chatbot {'+'.join(requested)}"
     if args.report_on == "dev":
         title += " on the dev set"
+        body.insert(
+            0,
+            f"**Scored on a dev set**: {DEV_PER_INTENT} training messages per intent, left out of "
+            "every run's training data, in place of the test split (the columns still say test).\n",
+        )
+    if len(results) < len(requested):
+        body.append(f"\n(Partial: {len(results)} of {len(requested)} runs finished when this was written.)")
     write_results(title, command_line("bench.chatbot"), "\n".join(body))
+
+
+def _auroc(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 if __name__ == "__main__":

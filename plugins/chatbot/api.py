@@ -24,7 +24,6 @@ class CitationOut(BaseModel):
     title: str
     doc: str
     kind: str
-    path: str
     url: str | None = None
     snippet: str
     score: float
@@ -32,7 +31,7 @@ class CitationOut(BaseModel):
 
 class AskResponse(BaseModel):
     answer: str
-    source: Literal["template", "retrieval", "clarify", "handoff", "refusal"]
+    source: Literal["template", "retrieval", "clarify", "out_of_scope", "handoff", "refusal"]
     conversation_id: str
     exchange_id: int | None
     intent: str | None
@@ -40,6 +39,7 @@ class AskResponse(BaseModel):
     top2: list[tuple[str, float]]
     citations: list[CitationOut]
     handoff_reason: str | None
+    out_of_scope_reason: str | None
     awaiting_slot: str | None
     clarify: list[str]
     slots: dict[str, str]
@@ -75,7 +75,7 @@ def build_router(ctx: SuiteContext) -> APIRouter:
 
     @router.post("/ask", response_model=AskResponse)
     def ask(request: AskRequest) -> dict:
-        """Answer one message: template, clarifying question, knowledge-base answer or hand-off."""
+        """Answer one message: template, clarifying question, knowledge-base answer, out-of-scope reply or hand-off."""
         check_text(request.message, allow_empty=True)  # the server's own length limit (413)
         return bot.answer(request.message, request.conversation_id).to_dict()
 

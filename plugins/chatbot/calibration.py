@@ -6,8 +6,9 @@
   abstention. Placed half-way to the next lower confidence, so it is not tuned to one example.
 * ``margin_threshold``: below this gap between the two best intents the bot asks which
   one was meant. The low-margin band where clarifying prevents the most errors net of the
-  right answers it delays (a right answer weighs ``(1 - target) / target`` of a wrong one),
-  limited to ``max_clarify_rate`` of messages. Needs a few validation errors to learn from.
+  right answers it delays (one for one: only a band with more errors than right answers
+  is worth a question), limited to ``max_clarify_rate`` of the in-scope messages the
+  out-of-scope detector lets through. Needs a few validation errors to learn from.
 * ``pair_threshold``: a clarifying question is only asked when the two best intents
   together are this likely; calibrated like the confidence threshold, a message counting
   as right when its intent is one of the two (out-of-scope ones never are). Without it,
@@ -115,12 +116,11 @@ def calibrate_margin(
     errors = int((~correct).sum())
     if margins.size < MIN_VALIDATION or errors < MIN_ERRORS:
         return fallback, "fallback", {"reason": f"{errors} validation errors in {margins.size} messages"}
-    # Clarifying a right answer costs a turn, letting a wrong one through costs a wrong answer:
-    # a band is worth clarifying while its error rate is above 1 - target (the net gain grows).
+    # A question prevents an error where the top intent was wrong and delays a right answer
+    # where it was right: the band is worth clarifying while it prevents more than it delays.
     order = np.argsort(margins, kind="stable")
     sorted_margins, sorted_correct = margins[order], correct[order]
-    weight = (1 - target_precision) / target_precision
-    gain = np.concatenate([[0.0], np.cumsum(np.where(sorted_correct, -weight, 1.0))])
+    gain = np.concatenate([[0.0], np.cumsum(np.where(sorted_correct, -1.0, 1.0))])
     allowed = int(np.floor(max_clarify_rate * margins.size))
     k = int(np.argmax(gain[: allowed + 1]))
     if k == 0:

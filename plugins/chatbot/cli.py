@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -17,6 +20,8 @@ from suite.errors import DataError, SuiteError, one_line
 
 if TYPE_CHECKING:
     from plugins.chatbot.engine import ChatAnswer, Chatbot
+    from plugins.chatbot.evaluate import Evaluation
+    from services.registry import ModelVersion
     from suite.context import SuiteContext
 
 console = Console()
@@ -57,12 +62,28 @@ def build(ctx: SuiteContext) -> typer.Typer:
             "learning_rate": learning_rate,
             "index": index,
         }
-        version = train_from_files(ctx, overrides)
-        metrics = version.card.metrics
-        console.print(f"registered [bold]{version.ref}[/]  {version.card.train_examples} training examples")
-        shown = {k: metrics.get(k) for k in ("accuracy", "macro_f1", "confidence_threshold", "margin_threshold")}
-        console.print("  ".join(f"{k}={v:.3f}" for k, v in shown.items() if isinstance(v, int | float)))
-        console.print(escape(version.card.notes), style="dim")
+        with validation_progress(console):
+            version = train_from_files(ctx, overrides)
+        print_training_report(version, console)
+        warn_missing_templates(bot(), version.card.labels or [], console)
+
+    @group.command("evaluate")
+    def evaluate_command(
+        path: Path = typer.Argument(..., help="labelled messages (CSV/JSONL text,label)"),
+        oos_label: str = typer.Option(
+            "out_of_scope", "--oos-label", help="the label of out-of-scope messages (oos and none are also taken)"
+        ),
+        as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    ) -> None:
+        """Answer every message of FILE (nothing is saved): accuracy, macro F1, routing, out-of-scope AUROC."""
+        from plugins.chatbot.data import load_labeled_texts
+        from plugins.chatbot.evaluate import evaluate
+
+        report = evaluate(bot(), load_labeled_texts(path), oos_label=oos_label)
+        if as_json:
+            typer.echo(json.dumps(report.to_dict(), indent=2))
+        else:
+            print_evaluation(report, console)
 
     @group.command("index")
     def index_command(
@@ -149,6 +170,82 @@ def build(ctx: SuiteContext) -> typer.Typer:
     return group
 
 
+def print_evaluation(report: Evaluation, out: Console) -> None:
+    """The evaluation as a person reads it: scores, then one routing row per scope."""
+    from plugins.chatbot.evaluate import ROUTES
+
+    scores = [f"{report.in_scope} in scope, {report.out_of_scope} out of scope"]
+    if report.accuracy is not None:
+        scores.append(f"accuracy {report.accuracy:.4f}, macro F1 {report.macro_f1:.4f}")
+    if report.auroc is not None:
+        scores.append(f"out-of-scope AUROC {report.auroc:.4f}")
+    if report.caught is not None:
+        scores.append(f"out of scope caught {report.caught:.1%}")
+    out.print("; ".join(scores), soft_wrap=True)
+    scopes = [(name, count) for name, count in (("in_scope", report.in_scope), ("out_of_scope", report.out_of_scope))]
+    scopes = [(name, count) for name, count in scopes if count]
+    table = Table("answered by", *(f"{name.replace('_', ' ')} ({count})" for name, count in scopes))
+    shares = {name: report.shares(name) for name, _ in scopes}
+    for route in ROUTES:
+        table.add_row(route, *(f"{shares[name][route]:.1%}" for name, _ in scopes))
+    out.print(table)
+    if report.unknown_labels:
+        out.print(
+            f"[yellow]labels the model does not know, counted out of scope:[/] {', '.join(report.unknown_labels)}"
+        )
+    if report.latency_ms:
+        out.print(f"answer latency: median {report.latency_ms['median']:.1f} ms, p95 {report.latency_ms['p95']:.1f} ms")
+
+
+@contextmanager
+def validation_progress(out: Console) -> Iterator[None]:
+    """Print each validation evaluation the trainer logs while it runs (per epoch by default)."""
+
+    class Printer(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            out.print(f"  validation {escape(record.getMessage())}", style="dim")
+
+    logger, handler = logging.getLogger("services.training.loop"), Printer(logging.INFO)
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # printed once, here, whatever the log level
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def print_training_report(version: ModelVersion, out: Console) -> None:
+    """The registered version, its scores, thresholds and the routing they give on the validation split."""
+    from plugins.chatbot.calibration import Calibration
+
+    metrics = version.card.metrics
+    out.print(f"registered [bold]{version.ref}[/]  {version.card.train_examples} training examples")
+    shown = {k: metrics.get(k) for k in ("accuracy", "macro_f1", "confidence_threshold", "margin_threshold")}
+    out.print("  ".join(f"{k}={v:.3f}" for k, v in shown.items() if isinstance(v, int | float)))
+    out.print(escape(version.card.notes), style="dim")
+    calibration = Calibration.load(version.path)
+    routing = calibration.details.get("validation_routing", {}) if calibration else {}
+    for scope, shares in routing.items():
+        parts = ", ".join(f"{route} {share:.1%}" for route, share in shares.items() if route != "messages")
+        out.print(f"expected on the validation split, {scope.replace('_', ' ')} ({shares['messages']}): {parts}")
+
+
+def warn_missing_templates(chatbot: Chatbot, labels: list[str], out: Console) -> None:
+    """Intents without an answer template are answered from the knowledge base, else handed off: say which."""
+    book = chatbot.templates
+    missing = [label for label in labels if not ((template := book.get(label)) and template.template)]
+    if missing:
+        shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+        out.print(
+            f"[yellow]warning:[/] {len(missing)} of {len(labels)} intents have no template in "
+            f"{chatbot.paths.templates.name} (answered from the knowledge base, else handed off): {escape(shown)}"
+        )
+
+
 def add_chat_command(app: typer.Typer, ctx: SuiteContext) -> None:
     @app.command("chat")
     def chat(
@@ -208,7 +305,7 @@ def print_answer(answer: ChatAnswer, out: Console) -> None:
     confidence = f" {answer.intent} {answer.confidence:.2f}" if answer.intent and answer.confidence is not None else ""
     out.print(f"[bold cyan]bot[/] [dim]\\[{answer.source}{escape(confidence)}][/] {escape(answer.answer)}")
     for number, citation in enumerate(answer.citations, start=1):
-        where = citation.url or citation.path
+        where = citation.url or citation.doc
         out.print(f"    [dim]\\[{number}] {escape(citation.title)} ({escape(where)}) {citation.score:.2f}[/]")
     if answer.handoff_reason:
         out.print(f"    [dim]hand-off: {escape(answer.handoff_reason)}[/]")

@@ -21,11 +21,12 @@ SNIPPET_CHARS = 200
 
 @dataclass(frozen=True)
 class Citation:
+    """A quoted passage: its id, title and document id (``doc``, the file's stem); never a server path."""
+
     id: str
     title: str
     doc: str
     kind: str
-    path: str
     url: str | None
     snippet: str
     score: float  # cosine similarity of the question and the passage
@@ -104,7 +105,6 @@ def compose_answer(
             title=item.passage.title,
             doc=item.passage.doc,
             kind=item.passage.kind,
-            path=item.passage.source,
             url=item.passage.url,
             snippet=snippet(item.passage.body),
             score=round(item.similarity, 4),

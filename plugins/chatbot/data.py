@@ -18,6 +18,12 @@ from services.training.data import load_labeled_file, read_records
 from suite.errors import DataError
 
 MAX_FILE_BYTES = 200_000_000
+# Labels people give rows no intent covers: never one more intent.
+OUT_OF_SCOPE_LABELS = frozenset({"oos", "out_of_scope", "out-of-scope", "outofscope", "none", "ood"})
+
+
+def is_out_of_scope_label(label: str, configured: str) -> bool:
+    return label == configured or label.strip().lower() in OUT_OF_SCOPE_LABELS
 
 
 def read_text_file(path: Path) -> str:
@@ -38,7 +44,26 @@ def read_text_file(path: Path) -> str:
 
 def load_labeled_texts(path: Path) -> list[LabeledText]:
     """Labelled utterances from a CSV or JSONL file with ``text`` and ``label`` fields."""
+    check_csv_header(Path(path), ("text", "label"))
     return load_labeled_file(path)
+
+
+def check_csv_header(path: Path, required: Sequence[str]) -> None:
+    """A CSV whose first line is data, not a header, gets an error naming the header it needs."""
+    if path.suffix.lower() != ".csv" or not path.is_file():
+        return  # the reader reports missing files and other formats
+    try:
+        first = next(csv.reader(io.StringIO(read_text_file(path).split("\n", 1)[0])), [])
+    except DataError:
+        return  # unreadable: the reader says why in its own words
+    names = {name.strip().lower() for name in first}
+    if not names - {""}:
+        return  # empty: the reader says so
+    missing = [name for name in required if name not in names]
+    if missing and not names & set(required):
+        raise DataError(
+            f"{path}: no header line; the first line must be '{','.join(required)}' (found: {','.join(first)[:80]!r})"
+        )
 
 
 def load_qa_pairs(path: Path) -> list[tuple[str, str]]:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from suite.context import SuiteContext
 
 log = logging.getLogger(__name__)
-Source = Literal["template", "retrieval", "clarify", "handoff", "refusal"]
+Source = Literal["template", "retrieval", "clarify", "out_of_scope", "handoff", "refusal"]
 
 HANDOFF_REPLY = (
     "I'm not sure I can answer that correctly, so I'm passing you to one of our advisers. "
@@ -60,6 +60,7 @@ class ChatAnswer:
     top2: list[list[Any]] = field(default_factory=list)  # [[intent, probability], ...]
     citations: list[Citation] = field(default_factory=list)
     handoff_reason: str | None = None
+    out_of_scope_reason: str | None = None  # why no intent answered (the message looked out of scope)
     awaiting_slot: str | None = None  # the answer asks for this slot
     clarify: list[str] = field(default_factory=list)  # the intents a clarifying question names
     slots: dict[str, str] = field(default_factory=dict)
@@ -86,7 +87,9 @@ class Chatbot:
         self.options: ChatbotOptions = options or ctx.plugin_options(PLUGIN)
         self.paths = DataPaths.from_options(self.options)
         self.knowledge = KnowledgeBase(ctx, self.options.index, top_k=self.options.top_k)
-        self._active = ActiveIntentModel(ctx, quantize=self.options.quantize)
+        self._active = ActiveIntentModel(
+            ctx, quantize=self.options.quantize, out_of_scope_method=self.options.out_of_scope_method
+        )
 
     @cached_property
     def store(self) -> ConversationStore:
@@ -128,6 +131,7 @@ class Chatbot:
         model = self.model()
         model.classifier.prepare()  # traced now rather than on the second request
         model.predict("hello")
+        check_message("hello", max_chars=self.options.max_chars)  # loads the language identifier
         self.templates  # noqa: B018 - parses the templates file
         self.ctx.preprocessor.entities(["send $5 tomorrow"])
         self.knowledge.snapshot  # noqa: B018 - reads the knowledge snapshot
@@ -138,11 +142,30 @@ class Chatbot:
     def answer(self, message: str, conversation_id: str | None = None) -> ChatAnswer:
         """Answer one message; ``conversation_id`` continues a session (a new one is made when None)."""
         started = time.perf_counter()
-        check = check_message(message, max_chars=self.options.max_chars, check_language=self.options.check_language)
+        check = check_message(
+            message,
+            max_chars=self.options.max_chars,
+            check_language=self.options.check_language,
+            language_confidence=self.options.language_confidence,
+        )
         state = self.store.load_session(conversation_id)
         reply = self._respond(check.text, state) if check.ok else ChatAnswer(check.reply or "", "refusal")
         logged = check.text if check.reason != "binary" else f"[binary data, {len(message)} characters]"
         return self._finish(logged, state, reply, started)
+
+    def answer_once(self, message: str) -> ChatAnswer:
+        """Answer ``message`` as the first of a new conversation, without saving anything (evaluation)."""
+        started = time.perf_counter()
+        check = check_message(
+            message,
+            max_chars=self.options.max_chars,
+            check_language=self.options.check_language,
+            language_confidence=self.options.language_confidence,
+        )
+        state = SessionState("evaluation")
+        reply = self._respond(check.text, state) if check.ok else ChatAnswer(check.reply or "", "refusal")
+        reply.latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        return reply
 
     def _respond(self, text: str, state: SessionState) -> ChatAnswer:
         model = self.model()
@@ -166,6 +189,9 @@ class Chatbot:
         book: TemplateBook,
         limits: Thresholds,
     ) -> ChatAnswer:
+        outside = self._out_of_scope_reason(prediction, limits)
+        if outside:
+            return self._out_of_scope_answer(text, limits, outside)
         runner_up = prediction.runner_up
         if (
             runner_up is not None
@@ -176,11 +202,25 @@ class Chatbot:
             state.pending = {"clarify": [first, second], "message": text}
             question = f"Just to be sure, which do you mean: (1) {book.title(first)}, or (2) {book.title(second)}?"
             return ChatAnswer(question, "clarify", clarify=[first, second])
-        if prediction.confidence >= limits.confidence:
-            return self._intent_answer(prediction.intent, text, state, book, limits, prediction)
-        return self._retrieval_answer(
-            text, limits, f"intent confidence {prediction.confidence:.2f} is below {limits.confidence:.2f}"
-        )
+        return self._intent_answer(prediction.intent, text, state, book, limits, prediction)
+
+    def _out_of_scope_reason(self, prediction: IntentPrediction, limits: Thresholds) -> str | None:
+        """Why no intent should answer the message, or None when one should."""
+        if prediction.intent == self.options.out_of_scope_label:
+            return "the classifier's out-of-scope class"
+        if prediction.out_of_scope:
+            return f"out-of-scope score {prediction.out_of_scope_score:.3g} is above the model's threshold"
+        if prediction.confidence < limits.confidence:
+            return f"intent confidence {prediction.confidence:.2f} is below {limits.confidence:.2f}"
+        return None
+
+    def _out_of_scope_answer(self, text: str, limits: Thresholds, why: str) -> ChatAnswer:
+        """The knowledge base's answer if a passage clears its threshold, else the configured reply or a person."""
+        answer = self._retrieval_answer(text, limits, why)
+        if answer.source != "retrieval" and self.options.out_of_scope_action == "answer":
+            answer = ChatAnswer(self.options.out_of_scope_reply, "out_of_scope")
+        answer.out_of_scope_reason = why
+        return answer
 
     def _follow_up(
         self,

@@ -1,6 +1,6 @@
 """Checks a message before any model sees it: empty, too long, binary, not English.
 
-Cheap on purpose (no model call): it runs on every message.
+Cheap on purpose (a character n-gram language identifier, ~30 µs): it runs on every message.
 """
 
 from __future__ import annotations
@@ -20,7 +20,17 @@ BINARY_REPLY = "That message looks like binary data rather than text. Please typ
 LANGUAGE_REPLY = (
     "Sorry, I can only help in English for now. Please write your question in English, or ask to speak to an adviser."
 )
-# Languages whose stop words betray a non-English message; spaCy ships the lists (no model needed).
+DEFAULT_LANGUAGE_CONFIDENCE = 0.7
+# The languages customers write in most. Over all 97 of py3langid's, a short message's
+# probability spreads thin ("Je voudrais bloquer ma carte bancaire": French at 0.68) and
+# English-based ones take English messages (BANKING77's "how do i get a pin for my card":
+# Nigerian Pidgin at 0.76); over these, BANKING77's 13,083 messages have no refusal at 0.7.
+CANDIDATE_LANGUAGES = (
+    *("en", "es", "fr", "de", "it", "pt", "nl", "pl", "ru", "uk", "tr", "ar", "zh", "ja"),
+    *("ko", "hi", "sv", "da", "no", "ro", "cs", "el", "he", "id", "vi", "th", "fa"),
+)
+ENGLISH_LIKE = frozenset({"en"})
+# Other languages' stop words (spaCy ships the lists, no model needed), for callers that want them.
 OTHER_LANGUAGES = ("es", "fr", "de", "it", "pt", "nl")
 WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 
@@ -38,7 +48,13 @@ class InputCheck:
         return self.reason is None
 
 
-def check_message(message: object, *, max_chars: int, check_language: bool = True) -> InputCheck:
+def check_message(
+    message: object,
+    *,
+    max_chars: int,
+    check_language: bool = True,
+    language_confidence: float = DEFAULT_LANGUAGE_CONFIDENCE,
+) -> InputCheck:
     """Clean ``message`` and say whether it can be answered; raise DataError only when too long."""
     if isinstance(message, bytes | bytearray):
         try:
@@ -54,7 +70,7 @@ def check_message(message: object, *, max_chars: int, check_language: bool = Tru
     text = " ".join(unicodedata.normalize("NFC", message).split())
     if not text:
         return InputCheck("", "empty", EMPTY_REPLY)
-    if check_language and not looks_english(text):
+    if check_language and not looks_english(text, confidence=language_confidence):
         return InputCheck(text, "language", LANGUAGE_REPLY)
     return InputCheck(text)
 
@@ -71,24 +87,31 @@ def looks_binary(text: str) -> bool:
     return suspicious > 0 and (suspicious >= 3 or suspicious / len(text) > 0.05 or "\x00" in text)
 
 
-def looks_english(text: str) -> bool:
-    """A heuristic: mostly Latin letters, and not more stop words of another language than of English.
+def looks_english(text: str, *, confidence: float = DEFAULT_LANGUAGE_CONFIDENCE) -> bool:
+    """False only when a language identifier (py3langid, its model ships with the package) is at
+    least ``confidence`` sure the text is another language.
 
-    Short English requests may have no stop word at all ("ATM fee charged twice"), so one
-    foreign stop word only counts in a message of four words or more with no English one.
+    Short English requests often look like nothing in particular ("who plays han solo":
+    English at 0.14), so an unsure identifier lets the message through.
     """
     letters = [char for char in text if char.isalpha()]
     if not letters:
         return True  # digits or symbols only: let the classifier and retrieval decide
     latin = sum(1 for char in letters if unicodedata.normalize("NFD", char)[0].isascii())
     if latin / len(letters) < 0.6:
-        return False
-    words = [word.lower() for word in WORD.findall(text)]
-    english_words, foreign_words = stop_words()
-    english = sum(word in english_words for word in words)
-    foreign = max((sum(word in vocabulary for word in words) for vocabulary in foreign_words), default=0)
-    # Tuned on BANKING77's 10k English messages (no false alarm) and short foreign requests.
-    return not ((foreign >= 2 and foreign > english) or (foreign >= 1 and english == 0 and len(words) >= 4))
+        return False  # mostly another script: no doubt
+    language, probability = language_identifier().classify(text)
+    return language in ENGLISH_LIKE or probability < confidence
+
+
+@cache
+def language_identifier():
+    """py3langid's identifier over ``CANDIDATE_LANGUAGES``, probabilities normalised (loads in about a second)."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    identifier.set_languages(list(CANDIDATE_LANGUAGES))
+    return identifier
 
 
 @cache

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from plugins.chatbot.calibration import Calibration
+from plugins.chatbot.ood import OutOfScopeDetector
 from plugins.chatbot.options import INTENT_TASK, PLUGIN
 from suite.errors import ModelError
 
@@ -27,6 +28,8 @@ class IntentPrediction:
     """Every intent with its probability, best first."""
 
     ranked: list[tuple[str, float]]
+    out_of_scope_score: float | None = None  # the model's out-of-scope detector's score, when it has one
+    out_of_scope: bool = False  # the score is above the detector's threshold
 
     @property
     def intent(self) -> str:
@@ -56,6 +59,7 @@ class IntentModel:
     version: ModelVersion
     classifier: TextClassifier
     calibration: Calibration | None
+    detector: OutOfScopeDetector | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -65,14 +69,29 @@ class IntentModel:
         return self.predict_many([text])[0]
 
     def predict_many(self, texts: list[str]) -> list[IntentPrediction]:
-        probabilities = self.classifier.predict_proba(texts)
+        """Ranked intents; with a detector, its score too (from the same forward pass)."""
         labels = self.classifier.labels
-        return [rank(row, labels) for row in probabilities]
+        if self.detector is None:
+            return [rank(row, labels) for row in self.classifier.predict_proba(texts)]
+        features, logits = self.classifier.features_and_logits(texts)
+        scores = self.detector.scores(features, logits)
+        return [
+            rank(row, labels, score=float(value), threshold=self.detector.threshold)
+            for row, value in zip(softmax(logits), scores, strict=True)
+        ]
 
 
-def rank(probabilities: np.ndarray, labels: list[str]) -> IntentPrediction:
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def rank(
+    probabilities: np.ndarray, labels: list[str], *, score: float | None = None, threshold: float | None = None
+) -> IntentPrediction:
     order = np.argsort(-probabilities, kind="stable")
-    return IntentPrediction([(labels[i], float(probabilities[i])) for i in order])
+    outside = score is not None and threshold is not None and score > threshold
+    return IntentPrediction([(labels[i], float(probabilities[i])) for i in order], score, outside)
 
 
 _models: dict[str, IntentModel] = {}
@@ -104,7 +123,9 @@ def load_version(
                 runtime=runtime,
                 precision=precision,
             )
-            cached = IntentModel(version, classifier, Calibration.load(version.path))
+            cached = IntentModel(
+                version, classifier, Calibration.load(version.path), OutOfScopeDetector.load(version.path)
+            )
             _models.clear()  # one intent model per process: older versions are not needed
             _models[key] = cached
     return cached
@@ -113,9 +134,10 @@ def load_version(
 class ActiveIntentModel:
     """Finds the ACTIVE registry version of ``chatbot/intent`` (re-checked at most once a second)."""
 
-    def __init__(self, ctx: SuiteContext, *, quantize: bool = False) -> None:
+    def __init__(self, ctx: SuiteContext, *, quantize: bool = False, out_of_scope_method: str | None = None) -> None:
         self.ctx = ctx
         self.quantize = quantize
+        self.out_of_scope_method = out_of_scope_method
         self._checked_at = -1.0
         self._version: ModelVersion | None = None
 
@@ -130,4 +152,7 @@ class ActiveIntentModel:
         runtime = "torch" if self.quantize else training.inference_runtime  # int8 is a torch model
         device = "cpu" if self.quantize else training.device
         precision = "float32" if self.quantize else training.inference_precision
-        return load_version(self._version, device=device, quantize=self.quantize, runtime=runtime, precision=precision)
+        model = load_version(self._version, device=device, quantize=self.quantize, runtime=runtime, precision=precision)
+        if model.detector is None or self.out_of_scope_method in (None, "auto", model.detector.method):
+            return model
+        return replace(model, detector=model.detector.using(self.out_of_scope_method))

@@ -25,7 +25,12 @@ class ChatbotOptions(BaseModel):
     knowledge: list[str] | None = Field(None, description="FAQ CSV, Markdown or text files/folders; None: sample")
     out_of_scope: str | None = Field(None, description="messages no intent covers (one per line); None: sample")
     retrieval_eval: str | None = Field(None, description="CSV query,doc (empty doc: not in the KB); None: sample")
-    out_of_scope_label: str = Field("out_of_scope", description="rows with this label calibrate, never train")
+    out_of_scope_label: str = Field(
+        "out_of_scope", description="rows with this label (or oos, none, out-of-scope) calibrate, never train"
+    )
+    out_of_scope_class: bool = Field(
+        False, description="also train the out-of-scope examples as one more class (most are held out to calibrate)"
+    )
 
     # -- training (defaults sized for the sample; the trainer's config fills the rest) --
     epochs: float = Field(8.0, gt=0)
@@ -43,7 +48,15 @@ class ChatbotOptions(BaseModel):
 
     # -- calibration: None means "use the value calibrated on validation data" ----------
     target_precision: float = Field(0.9, gt=0, le=1, description="precision of answered intents on validation")
-    max_clarify_rate: float = Field(0.15, ge=0, le=1, description="largest share of messages to clarify")
+    max_clarify_rate: float = Field(0.05, ge=0, le=1, description="largest share of in-scope messages to clarify")
+    false_rejection_rate: float = Field(
+        0.05, gt=0, lt=1, description="share of held-out in-scope messages the out-of-scope threshold turns away"
+    )
+    out_of_scope_method: Literal["auto", "knn", "mahalanobis", "max_logit", "energy", "msp"] | None = Field(
+        None,
+        description="out-of-scope score; at training None is 'auto' (best AUROC on out-of-scope examples if any, "
+        "else knn); at answer time None is the one saved with the model",
+    )
     confidence_threshold: float | None = Field(None, ge=0, le=1)
     margin_threshold: float | None = Field(None, ge=0, le=1)
     pair_threshold: float | None = Field(None, ge=0, le=1)
@@ -63,7 +76,18 @@ class ChatbotOptions(BaseModel):
     answer_max_chars: int = Field(600, ge=80)
     passage_max_chars: int = Field(1200, ge=200, description="longer document sections are split")
     max_chars: int = Field(1000, ge=10, description="longer messages are rejected")
+    out_of_scope_action: Literal["answer", "handoff"] = Field(
+        "answer", description="what an out-of-scope message no passage answers gets: out_of_scope_reply or a person"
+    )
+    out_of_scope_reply: str = Field(
+        "Sorry, that is not something I can help with here. I can answer questions about your account, cards, "
+        "payments and transfers; or ask to speak to an adviser.",
+        description="the polite answer to an out-of-scope message",
+    )
     check_language: bool = True
+    language_confidence: float = Field(
+        0.7, gt=0, le=1, description="refuse a message as not English only when the identifier is this sure"
+    )
     quantize: bool = Field(False, description="int8 classifier on CPU: 2-3x faster, may differ on near ties")
     session_ttl_minutes: float = Field(30.0, gt=0)
 

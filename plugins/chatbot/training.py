@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from plugins.chatbot.calibration import Calibration, calibrate_confidence, calibrate_margin
-from plugins.chatbot.data import load_labeled_texts, load_lines
+from plugins.chatbot.data import is_out_of_scope_label, load_labeled_texts, load_lines
 from plugins.chatbot.knowledge import IndexReport, KnowledgeBase, load_eval_queries
-from plugins.chatbot.model import rank
+from plugins.chatbot.model import IntentPrediction, rank, softmax
+from plugins.chatbot.ood import FeatureBank, HeldOut, OutOfScopeDetector, fit_detector
 from plugins.chatbot.options import INTENT_TASK, PLUGIN, ChatbotOptions, DataPaths
 from services.training import LabeledText, split_train_validation
 from services.training.engine import FEW_SHOT_EXAMPLES_PER_LABEL
@@ -30,6 +31,7 @@ from suite.errors import DataError
 
 if TYPE_CHECKING:
     from services.registry import ModelVersion
+    from services.training import TextClassifier
     from suite.context import SuiteContext
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,10 @@ def train_intent_model(
         train, held_out = rows, as_labeled(validation)
     held_out, more_outside = _split_out_of_scope(held_out, options.out_of_scope_label)
     outside = [*outside, *more_outside, *out_of_scope]
+    outside_train: list[str] = []
+    if options.out_of_scope_class and outside:  # an extra class: train on some, calibrate on the rest
+        outside_train, outside = _split_texts(outside, options.validation_fraction, ctx.settings.training.seed)
+        train = [*train, *(LabeledText(text, options.out_of_scope_label) for text in outside_train)]
     resolved = training_params(options, params)
     refitting = validation is None and refits(options.refit, rows, held_out)
     if refitting:  # the first run trains every epoch; the refit as many as were best (see refits())
@@ -104,30 +110,31 @@ def train_intent_model(
             output_dir=workdir / "model",
             progress=progress,
         )
-        calibration = calibrate_model(
-            result.model_dir,
-            held_out,
-            outside,
-            options,
-            device=ctx.settings.training.device,
-            max_length=int(result.params.get("max_length") or options.max_length),
-        )
+        load = {
+            "device": ctx.settings.training.device,
+            "max_length": int(result.params.get("max_length") or options.max_length),
+        }
+        calibration, detector = calibrate_model(result.model_dir, train, held_out, outside, options, **load)
         refit = None
         if refitting:
             refit = ctx.trainer.train_classifier(
                 ctx.backbone(PLUGIN),
-                rows,
+                [*rows, *(LabeledText(text, options.out_of_scope_label) for text in outside_train)],
                 None,
                 refit_params(resolved, result.metrics, len(train)),
                 output_dir=workdir / "refit",
                 progress=progress,
             )
+            if detector is not None:  # the refit model's vectors; the thresholds stay the first run's
+                detector.bank = feature_bank(refit.model_dir, rows, options, **load)
         retrieval = KnowledgeBase(ctx, options.index).calibration()
         if retrieval:  # recorded with the model; the live value stays with the index
             calibration.retrieval_threshold = retrieval.get("threshold")
             calibration.sources["retrieval_threshold"] = retrieval.get("source", "fallback")
         final = refit or result
         calibration.save(final.model_dir)
+        if detector is not None:
+            detector.save(final.model_dir)
         card = ModelCard(
             plugin=PLUGIN,
             task=INTENT_TASK,
@@ -141,14 +148,16 @@ def train_intent_model(
                 "confidence_threshold": round(calibration.confidence_threshold, 4),
                 "margin_threshold": round(calibration.margin_threshold, 4),
                 "pair_threshold": round(calibration.pair_threshold, 4),
+                **detector_metrics(detector),
                 "validation_examples": len(held_out),
                 "out_of_scope_examples": len(outside),
+                "out_of_scope_trained": len(outside_train),
             },
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             train_examples=final.train_examples,
             wall_seconds=round(result.wall_seconds + (refit.wall_seconds if refit else 0.0), 3),
             labels=list(result.labels or sorted({row.label for row in train})),
-            notes=describe_calibration(calibration) + (REFIT_NOTE if refit else ""),
+            notes=describe_calibration(calibration, detector) + (REFIT_NOTE if refit else ""),
         )
         return ctx.registry.register(final.model_dir, card, activate=True, move=True)
     finally:
@@ -187,52 +196,109 @@ def refit_params(first: Mapping[str, Any], metrics: Mapping[str, Any], first_exa
 
 
 def _split_out_of_scope(rows: list[LabeledText], label: str) -> tuple[list[LabeledText], list[str]]:
-    return [row for row in rows if row.label != label], [row.text for row in rows if row.label == label]
+    outside = [row for row in rows if is_out_of_scope_label(row.label, label)]
+    for name in sorted({row.label for row in outside} - {label}):
+        log.warning("rows labelled '%s' are taken as out of scope (they calibrate, never train an intent)", name)
+    return [row for row in rows if not is_out_of_scope_label(row.label, label)], [row.text for row in outside]
+
+
+def _split_texts(texts: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(train, held out): a seeded ``fraction`` of ``texts`` held out."""
+    order = np.random.default_rng(seed).permutation(len(texts))
+    cut = len(texts) - max(1, round(fraction * len(texts))) if len(texts) > 1 else len(texts)
+    return [texts[i] for i in sorted(order[:cut])], [texts[i] for i in sorted(order[cut:])]
+
+
+def _classifier(model_dir: Path, device: str, max_length: int) -> TextClassifier:
+    from services.training import TextClassifier
+
+    return TextClassifier.from_pretrained(model_dir, device=device, max_length=max_length)
+
+
+def feature_bank(
+    model_dir: Path, rows: Sequence[LabeledText], options: ChatbotOptions, *, device: str = "auto", max_length: int = 64
+) -> FeatureBank | None:
+    """The pooled vectors of the in-scope training ``rows`` under the model in ``model_dir``."""
+    classifier = _classifier(model_dir, device, max_length)
+    index = {label: i for i, label in enumerate(classifier.labels)}
+    known = [row for row in rows if row.label in index and row.label != options.out_of_scope_label]
+    if not known:
+        return None
+    features, _ = classifier.features_and_logits([row.text for row in known])
+    return FeatureBank.fit(features, [index[row.label] for row in known], len(classifier.labels))
 
 
 def calibrate_model(
     model_dir: Path,
+    train: Sequence[LabeledText],
     validation: Sequence[LabeledText],
     out_of_scope: Sequence[str],
     options: ChatbotOptions,
     *,
     device: str = "auto",
     max_length: int = 64,
-) -> Calibration:
-    """Thresholds from the fine-tuned model's predictions on held-out in-scope and out-of-scope messages."""
-    from services.training import TextClassifier
-
+) -> tuple[Calibration, OutOfScopeDetector | None]:
+    """Thresholds and the out-of-scope detector, from the fine-tuned model's outputs on held-out
+    in-scope and out-of-scope messages (and its vectors of the training messages)."""
+    classifier = _classifier(model_dir, device, max_length)
+    index = {label: i for i, label in enumerate(classifier.labels)}
     texts = [row.text for row in validation] + list(out_of_scope)
-    if not texts:
-        ranked = []
-    else:
-        classifier = TextClassifier.from_pretrained(model_dir, device=device, max_length=max_length)
-        ranked = [rank(row, classifier.labels) for row in classifier.predict_proba(texts)]
-    truth = [row.label for row in validation] + [None] * len(out_of_scope)
-    confidences = np.array([p.confidence for p in ranked])
-    correct = np.array([p.intent == label for p, label in zip(ranked, truth, strict=True)], dtype=bool)
+    features, logits = classifier.features_and_logits(texts) if texts else (np.empty((0, 0)), np.empty((0, 0)))
+    truth = np.array([index.get(row.label, -1) for row in validation] + [-1] * len(out_of_scope), dtype=np.int64)
+    detector = None
+    if texts:
+        bank = feature_bank(model_dir, train, options, device=device, max_length=max_length)
+        detector = fit_detector(
+            bank,
+            HeldOut(features, logits, truth),
+            method=options.out_of_scope_method or "auto",
+            false_rejection_rate=options.false_rejection_rate,
+        )
+    ranked = [rank(row, classifier.labels) for row in softmax(logits)] if texts else []
+    rejected = detector.scores(features, logits) > detector.threshold if detector else np.zeros(len(texts), dtype=bool)
+    if texts and options.out_of_scope_class and options.out_of_scope_label in index:
+        rejected |= logits.argmax(axis=1) == index[options.out_of_scope_label]
+    calibration = calibrate_thresholds(ranked, truth, rejected, classifier.labels, options)
+    routing = expected_routing(ranked, truth, rejected, calibration, classifier.labels)
+    calibration.details["validation_routing"] = routing
+    return calibration, detector
+
+
+def calibrate_thresholds(
+    ranked: list[IntentPrediction],
+    truth: np.ndarray,
+    rejected: np.ndarray,
+    labels: list[str],
+    options: ChatbotOptions,
+) -> Calibration:
+    """Confidence, pair and margin thresholds; the margin one on in-scope messages the detector lets through."""
+    predicted = np.array([labels.index(p.intent) for p in ranked], dtype=np.int64)
+    correct = predicted == truth
     confidence, confidence_source, confidence_details = calibrate_confidence(
-        confidences,
+        np.array([p.confidence for p in ranked]),
         correct,
         target_precision=options.target_precision,
         fallback=options.fallback_confidence_threshold,
     )
+    in_pair = np.array(
+        [t >= 0 and labels[t] in {i for i, _ in p.ranked[:2]} for p, t in zip(ranked, truth, strict=True)], dtype=bool
+    )
     pair, pair_source, pair_details = calibrate_confidence(
         np.array([sum(p for _, p in prediction.ranked[:2]) for prediction in ranked]),
-        np.array([label in {i for i, _ in p.ranked[:2]} for p, label in zip(ranked, truth, strict=True)], dtype=bool),
+        in_pair,
         target_precision=options.target_precision,
         fallback=options.fallback_pair_threshold,
     )
-    in_scope = slice(0, len(validation))
+    answered = (truth >= 0) & ~rejected
     margins = np.array([p.margin for p in ranked])
     margin, margin_source, margin_details = calibrate_margin(
-        margins[in_scope],
-        correct[in_scope],
+        margins[answered],
+        correct[answered],
         target_precision=options.target_precision,
         max_clarify_rate=options.max_clarify_rate,
         fallback=options.fallback_margin_threshold,
     )
-    accuracy = float(correct[in_scope].mean()) if len(validation) else None
+    in_scope = truth >= 0
     return Calibration(
         confidence_threshold=confidence,
         margin_threshold=margin,
@@ -246,12 +312,58 @@ def calibrate_model(
             "confidence": confidence_details,
             "margin": margin_details,
             "pair": pair_details,
-            "validation_accuracy": accuracy,
+            "validation_accuracy": float(correct[in_scope].mean()) if in_scope.any() else None,
         },
     )
 
 
-def describe_calibration(calibration: Calibration) -> str:
+def expected_routing(
+    ranked: list[IntentPrediction],
+    truth: np.ndarray,
+    rejected: np.ndarray,
+    calibration: Calibration,
+    labels: list[str],
+) -> dict[str, dict[str, float]]:
+    """Where the held-out messages would go: shares per route, in scope and out of scope."""
+    routes = []
+    for prediction, label, outside in zip(ranked, truth, rejected, strict=True):
+        if outside or prediction.confidence < calibration.confidence_threshold:
+            routes.append("out of scope")
+        elif (
+            prediction.margin < calibration.margin_threshold
+            and sum(p for _, p in prediction.ranked[:2]) >= (calibration.pair_threshold or 0)
+            and prediction.runner_up is not None
+        ):
+            routes.append("clarify")
+        else:
+            routes.append("right intent" if label >= 0 and labels[label] == prediction.intent else "wrong intent")
+    result = {}
+    for name, mask in (("in_scope", truth >= 0), ("out_of_scope", truth < 0)):
+        chosen = [route for route, keep in zip(routes, mask, strict=True) if keep]
+        if chosen:
+            result[name] = {route: round(chosen.count(route) / len(chosen), 4) for route in ROUTE_NAMES}
+            result[name]["messages"] = len(chosen)
+    return result
+
+
+ROUTE_NAMES = ("right intent", "wrong intent", "clarify", "out of scope")
+
+
+def detector_metrics(detector: OutOfScopeDetector | None) -> dict[str, Any]:
+    if detector is None:
+        return {}
+    metrics: dict[str, Any] = {
+        "out_of_scope_method": detector.method,
+        "out_of_scope_threshold": round(detector.threshold, 4),
+        "out_of_scope_false_rejection": detector.details.get("false_rejection_rate"),
+    }
+    if "auroc" in detector.details:
+        metrics["out_of_scope_auroc"] = detector.details["auroc"].get(detector.method)
+        metrics["out_of_scope_caught"] = detector.details.get("out_of_scope_caught")
+    return metrics
+
+
+def describe_calibration(calibration: Calibration, detector: OutOfScopeDetector | None = None) -> str:
     sources = calibration.sources
     parts = [
         f"confidence {calibration.confidence_threshold:.3f} ({sources.get('confidence_threshold')})",
@@ -260,7 +372,12 @@ def describe_calibration(calibration: Calibration) -> str:
     ]
     if calibration.retrieval_threshold is not None:
         parts.append(f"retrieval {calibration.retrieval_threshold:.3f} ({sources['retrieval_threshold']})")
-    return "thresholds: " + ", ".join(parts) + "; details in chatbot_calibration.json"
+    if detector is not None:
+        rate = detector.details.get("false_rejection_rate_target", 0)
+        parts.append(f"out of scope: {detector.method} score > {detector.threshold:.4g} (rejects {rate:.0%} in scope)")
+    else:
+        parts.append("no out-of-scope detector (too few held-out messages)")
+    return "thresholds: " + ", ".join(parts) + "; details in chatbot_calibration.json and ood.json"
 
 
 def index_knowledge_base(ctx: SuiteContext, paths: Sequence[Path | str] | None = None) -> IndexReport:

@@ -99,6 +99,7 @@ class TextClassifier:
         # A fast tokenizer called with truncation settings from two threads at once raises
         # "Already borrowed"; the model itself is safe to share.
         self._tokenizer_lock = threading.Lock()
+        self._features_lock = threading.Lock()
 
     @classmethod
     def from_pretrained(
@@ -234,6 +235,48 @@ class TextClassifier:
             return shifted / shifted.sum(axis=1, keepdims=True)
         logits = model(input_ids=input_ids, attention_mask=mask).logits
         return logits.float().softmax(dim=-1).cpu().numpy()
+
+    def features_and_logits(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """The classification head's input (the pooled sentence vector) and the logits, from one
+        float32 forward pass of the eager model: what out-of-scope scores are built on.
+
+        Shapes ``(len(texts), hidden)`` and ``(len(texts), len(self.labels))``; the labels
+        these logits give are the float32 ones ``predict_proba`` gives.
+        """
+        head = getattr(self.model, "classifier", None)
+        if not isinstance(head, torch.nn.Module):
+            raise ModelError(f"{type(self.model).__name__} has no 'classifier' head to read features from")
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        ids = self._token_ids(texts)
+        logits = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        captured: list[torch.Tensor] = []
+        features: np.ndarray | None = None
+        # The hook sees every call of the shared model: one caller at a time.
+        with self._features_lock, torch.inference_mode():
+            hook = head.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
+            try:
+                for chunk in length_sorted_chunks([len(row) for row in ids], max(1, batch_size), MAX_BATCH_TOKENS):
+                    input_ids, mask = pad_batch([ids[i] for i in chunk], self.pad_id, self.device)
+                    captured.clear()
+                    logits[chunk] = self.model(input_ids=input_ids, attention_mask=mask).logits.float().cpu().numpy()
+                    pooled = captured[-1].float()
+                    pooled = pooled[:, 0] if pooled.dim() == 3 else pooled  # heads on a token's vector
+                    if features is None:
+                        features = np.empty((len(texts), pooled.shape[-1]), dtype=np.float32)
+                    features[chunk] = pooled.cpu().numpy()
+            finally:
+                hook.remove()
+        return (features if features is not None else np.empty((0, 0), dtype=np.float32)), logits
+
+    def _token_ids(self, texts: list[str]) -> list[list[int]]:
+        with self._tokenizer_lock:
+            return self.tokenizer(
+                texts,
+                truncation=True,
+                max_length=self.max_length,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )["input_ids"]
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
         """The most likely label of each text, its probability, and every label's probability."""

@@ -50,13 +50,27 @@ def test_confidence_threshold_when_the_target_is_out_of_reach():
 
 def test_margin_threshold_marks_the_risky_low_margin_band():
     margins = np.concatenate([np.linspace(0.0, 0.08, 8), np.linspace(0.3, 0.9, 72)])
-    correct = np.array([False, True] * 4 + [True] * 72)  # half wrong below 0.1, all right above
+    correct = np.array([False, False, True, False, False, True, False, False] + [True] * 72)  # 6 of 8 wrong
     threshold, source, details = calibrate_margin(
         margins, correct, target_precision=0.9, max_clarify_rate=0.2, fallback=0.1
     )
     assert source == "calibrated"
     assert margins[~correct].max() < threshold < 0.3
-    assert details["errors_clarified"] == 4 and details["clarify_rate"] < 0.1
+    assert details["errors_clarified"] == 6 and details["clarify_rate"] == 0.1
+
+
+def test_a_question_must_prevent_more_errors_than_it_delays_right_answers():
+    margins = np.concatenate([np.linspace(0.0, 0.08, 8), np.linspace(0.3, 0.9, 72)])
+    correct = np.array([True, False] * 4 + [True] * 72)  # half wrong below 0.1: a question gains nothing
+    threshold, source, _ = calibrate_margin(margins, correct, target_precision=0.9, max_clarify_rate=0.2, fallback=0.1)
+    assert (threshold, source) == (0.0, "calibrated")
+
+
+def test_clarifying_questions_stay_within_the_configured_rate():
+    margins = np.linspace(0.0, 0.9, 100)
+    correct = np.arange(100) >= 20  # the 20 lowest margins are all wrong
+    threshold, _, details = calibrate_margin(margins, correct, target_precision=0.9, max_clarify_rate=0.05, fallback=0)
+    assert details["clarify_rate"] == 0.05 and details["errors_clarified"] == 5 and threshold < margins[6]
 
 
 def test_margin_threshold_is_zero_when_mistakes_are_not_at_low_margins():

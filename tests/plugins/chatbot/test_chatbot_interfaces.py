@@ -166,9 +166,11 @@ def test_http_ask_continues_a_conversation(client):
 
 def test_http_answers_carry_citations_and_handoff_reasons(client):
     body = client.post("/api/chatbot/ask", json={"message": "what is the capital of Peru"}).json()
-    assert body["source"] in ("handoff", "retrieval", "clarify")
-    if body["source"] == "handoff":
-        assert body["handoff_reason"]
+    assert body["source"] == "out_of_scope" and body["out_of_scope_reason"]
+    faq = client.post("/api/chatbot/ask", json={"message": "what are your branch opening hours?"}).json()
+    for citation in faq["citations"]:  # a document id and title, never a path on the server
+        assert set(citation) == {"id", "title", "doc", "kind", "url", "snippet", "score"}
+        assert "/" not in citation["doc"] and "/" not in citation["id"]
     polite = client.post("/api/chatbot/ask", json={"message": "   "}).json()
     assert polite["source"] == "refusal"
 
