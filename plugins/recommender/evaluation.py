@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -239,6 +239,39 @@ def _position_weights(n: int, options: RecommenderOptions) -> np.ndarray:
     from plugins.recommender.ranking import decay_weights
 
     return decay_weights(np.arange(n - 1, -1, -1, dtype=np.float64), options.recency_half_life_items)
+
+
+def text_recall(
+    split: Split,
+    texts: Mapping[str, str],
+    encode: Callable[[list[str]], np.ndarray],
+    options: RecommenderOptions,
+    *,
+    k: int = 20,
+    max_users: int | None = None,
+    seed: int = 42,
+) -> float:
+    """recall@k of the text signal alone (``text-only``) for up to ``max_users`` test users,
+    embedding with ``encode`` only the items those users' rankings touch: their histories and
+    the split's candidates (the whole catalogue when it has none)."""
+    users = sorted(split.test)
+    if max_users and len(users) > max_users:
+        users = sorted(random.Random(seed).sample(users, max_users))
+    sub = Split(
+        {user: split.train.get(user, []) for user in users},
+        {user: split.test[user] for user in users},
+        split.candidates,
+        split.name,
+        split.chronological,
+    )
+    if split.candidates is None:
+        needed = set(texts)
+    else:
+        needed = set(split.candidates) | {item for user in users for item in sub.train[user]}
+    ids = sorted(item for item in needed if item in texts)
+    item_texts = [texts[item] for item in ids]
+    components = Components(ids, item_texts, encode(item_texts), options=options)
+    return evaluate(components, sub, k, ["text-only"], seed=seed)["text-only"][f"recall@{k}"]
 
 
 def evaluate_store(
