@@ -71,6 +71,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tune-users", type=int, default=300, help="validation users per split when tuning")
     parser.add_argument("--speed-texts", type=int, default=1000, help="texts of the embedding speed comparison")
     parser.add_argument("--precision", default="auto", help="catalogue embedding precision (float32, bfloat16, auto)")
+    parser.add_argument(
+        "--zero-shot",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also embed the whole catalogue with the zero-shot backbone (its text-only row)",
+    )
     parser.add_argument("--work-dir", default=None, help="keep the model and vectors here (reused when present)")
     add_thread_option(parser)
     return parser.parse_args()
@@ -133,14 +139,14 @@ def embedding_speed(model_path: str, texts: list[str], settings) -> list[list[st
         made.encode(texts[:4])  # load (and trace) before the clock starts
         return made
 
-    eager = embedder("float32")
+    eager, traced, bfloat16 = embedder("float32"), embedder("float32"), embedder("bfloat16")
     peer = SentenceTransformer(model_path, device="cpu")
     peer.max_seq_length = length
     peer.encode(texts[:4])
     ways = {
         "previous embedder path (eager float32, batches of 64)": lambda: previous_path(eager, texts, batch),
-        "plugin embedder, float32 (traced, token-capped batches)": lambda: embedder("float32").encode(texts),
-        "plugin embedder, bfloat16 (traced)": lambda: embedder("bfloat16").encode(texts),
+        "plugin embedder, float32 (traced, token-capped batches)": lambda: traced.encode(texts),
+        "plugin embedder, bfloat16 (traced)": lambda: bfloat16.encode(texts),
         "sentence-transformers encode (batch 64)": lambda: peer.encode(texts, batch_size=batch),
     }
     reference = None
@@ -265,7 +271,13 @@ def main() -> None:
     results["train_interactions"] = sum(len(items) for items in train_histories.values())
     with tempfile.TemporaryDirectory(prefix="bench-recommender-") as scratch:
         plugin_options = {"training": training} if training else {}
-        ctx = suite_context(Path(scratch) / "data", "recommender", plugin_options, threads=args.threads)
+        ctx = suite_context(
+            Path(scratch) / "data",
+            "recommender",
+            plugin_options,
+            threads=args.threads,
+            embeddings={"precision": args.precision},
+        )
         try:
             options = ctx.plugin_options("recommender")
             results["training"] = resolved_training(options, {})
@@ -291,9 +303,13 @@ def main() -> None:
                 results["fine_tune"] = json.loads((work / "fine_tune.json").read_text())
             print("embedding the catalogue (zero-shot and fine-tuned)")
             precision = args.precision
-            zero_shot, zero_seconds = cached_vectors(
-                work / f"zero-shot-{precision}.npy" if work else None,
-                lambda: embed_catalogue(backbone, item_texts, ctx.settings, precision),
+            zero_shot, zero_seconds = (
+                cached_vectors(
+                    work / f"zero-shot-{precision}.npy" if work else None,
+                    lambda: embed_catalogue(backbone, item_texts, ctx.settings, precision),
+                )
+                if args.zero_shot
+                else (None, None)
             )
             tuned_vectors, tuned_seconds = cached_vectors(
                 work / f"fine-tuned-{precision}.npy" if work else None,
@@ -301,7 +317,7 @@ def main() -> None:
             )
             results["catalogue_seconds"] = tuned_seconds or zero_seconds
             components = Components(ids, item_texts, tuned_vectors, options=options)
-            plain = Components(ids, item_texts, zero_shot, options=options)
+            plain = Components(ids, item_texts, zero_shot, options=options) if zero_shot is not None else None
 
             print("tuning the blend on validation splits carved from the training interactions")
             validation = [
@@ -318,7 +334,7 @@ def main() -> None:
                 "recommender (tuned blend, fine-tuned)": (tuning.weights, None),
                 "recommender (default blend, fine-tuned)": (options.weights, None),
                 "text only, fine-tuned": (BASELINES["text-only"], None),
-                "text only, zero-shot backbone": (BASELINES["text-only"], plain.catalogue),
+                **({"text only, zero-shot backbone": (BASELINES["text-only"], plain.catalogue)} if plain else {}),
                 "most-popular": (BASELINES["most-popular"], None),
                 "item-kNN (co-occurrence)": (BASELINES["item-knn"], None),
                 "BM25 (the search service's) over the tags": (BASELINES["bm25"], None),
