@@ -87,7 +87,8 @@ class Embedder:
         self.local_files_only = local_files_only
         self._device_setting = device
         self.folder = resolve_model_folder(self.model_path, local_files_only)
-        self.dimension = read_dimension(self.folder)
+        self.dense = read_dense(self.folder)
+        self.dimension = self.dense.shape[0] if self.dense is not None else read_dimension(self.folder)
         self.model_id = model_identity(self.folder)
         self.stats = EmbedderStats()
         self.precision = precision
@@ -215,6 +216,8 @@ class Embedder:
 
             tokenizer, model, _ = self._load()
             self._fast = fast_sentence_encoder(model, tokenizer, precision=self.precision)
+            if self.dense is not None:
+                self._fast = _with_dense(self._fast, self.dense)
         return self._fast
 
     def _max_tokens(self, tokenizer: Any) -> int:
@@ -264,10 +267,48 @@ def read_dimension(folder: Path) -> int:
     raise ModelError(f"{folder}: config.json has no hidden size ({', '.join(DIMENSION_KEYS)}); is it a text encoder?")
 
 
+def read_dense(folder: Path) -> np.ndarray | None:
+    """The ``(out, in)`` weight of a sentence-transformers ``Dense`` module that ``modules.json`` lists
+    after pooling (linear, no bias: what ``plugins.recommender.adapter`` saves); None without one."""
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    dense = [m for m in modules if isinstance(m, dict) and str(m.get("type", "")).endswith("models.Dense")]
+    if not dense:
+        return None
+    path = folder / str(dense[0].get("path", ""))
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        from safetensors.numpy import load_file
+
+        weight = load_file(str(path / "model.safetensors"))["linear.weight"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"{path}: unreadable Dense module: {exc}") from None
+    if len(dense) > 1 or config.get("bias", True) or not str(config.get("activation_function")).endswith("Identity"):
+        raise ModelError(f"{path}: only one linear Dense module without bias is supported after pooling")
+    return np.ascontiguousarray(weight, dtype=np.float32)
+
+
+def _with_dense(encoder: Any, weight: np.ndarray) -> Any:
+    """``encoder``'s unit vectors through a linear map, normalised again (the map is scale-free after it)."""
+    import torch
+
+    matrix = torch.from_numpy(weight)
+
+    def encode(input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        pooled = encoder(input_ids, mask).float()
+        return torch.nn.functional.normalize(pooled @ matrix.to(pooled.device).T, p=2, dim=-1)
+
+    return encode
+
+
 def model_identity(folder: Path) -> str:
-    """Folder plus size and mtime of the files that define the vectors (weights, config, tokenizer)."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in IDENTITY_SUFFIXES)
-    stats = ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    """Folder plus size and mtime of the files that define the vectors (weights, a Dense module's too,
+    config, tokenizer)."""
+    candidates = [*folder.iterdir(), *folder.glob("*/*.safetensors")]
+    files = sorted(p for p in candidates if p.is_file() and p.suffix in IDENTITY_SUFFIXES)
+    stats = ";".join(f"{p.relative_to(folder).as_posix()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
     return f"{folder}|{stats}|{POOLING}"
 
 

@@ -39,7 +39,12 @@ class TrainingOptions(BaseModel):
         40, ge=1, description="pairs sampled from one user's history per epoch, so heavy users do not dominate"
     )
     max_pairs: int = Field(100_000, ge=2, description="cap on the pairs of one epoch (sampled with the seed)")
-    epochs: float = Field(3.0, gt=0, description="passes; each samples its pairs afresh (a fraction shortens the last)")
+    epochs: float = Field(
+        3.0,
+        ge=0,
+        description="passes of the transformer over sampled pairs, each sampled afresh (a fraction shortens the "
+        "last; 0: only the adapter learns)",
+    )
     early_stopping_patience: int = Field(1, ge=0, description="epochs without a better validation recall (0: off)")
     validation_items: float = Field(
         0.05, ge=0, lt=1, description="share of the items held back from training as unseen validation items"
@@ -51,6 +56,18 @@ class TrainingOptions(BaseModel):
     learning_rate: float = Field(1e-4, gt=0)
     max_length: int = Field(128, ge=8, description="tokens per item text in training")
     max_steps: int | None = Field(None, ge=1, description="cap on the optimiser steps of one epoch")
+    adapter: bool = Field(
+        True, description="then fit a linear map on the encoder's item vectors over every user's pairs (adapter.py)"
+    )
+    adapter_epochs: int = Field(10, ge=1)
+    adapter_pairs_per_user: int = Field(500, ge=1, description="pairs per user per adapter epoch")
+    adapter_max_pairs: int = Field(1_000_000, ge=2, description="cap on the pairs of one adapter epoch")
+    adapter_batch_size: int = Field(256, ge=2)
+    adapter_learning_rate: float = Field(1e-3, gt=0)
+    adapter_weight_decay: float = Field(0.01, ge=0, description="pulls the map toward the identity")
+    hard_negatives: bool = Field(
+        True, description="adapter: one more negative per pair, a near item the user did not choose, mined each epoch"
+    )
     seed: int = 42
 
 

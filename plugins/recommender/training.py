@@ -22,6 +22,7 @@ own weights are kept.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import random
 import shutil
 import tempfile
@@ -31,8 +32,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plugins.recommender.adapter import AdapterResult, adapt, save_adapter, train_adapter
 from plugins.recommender.options import RecommenderOptions, TrainingOptions
-from services.training import TextPair, split_train_validation
+from services.training import TextPair, TrainResult, split_train_validation
 from suite.errors import DataError
 
 if TYPE_CHECKING:
@@ -40,7 +42,6 @@ if TYPE_CHECKING:
 
     from plugins.recommender.evaluation import Split
     from services.registry import ModelVersion
-    from services.training import TrainResult
     from suite.context import SuiteContext
 
 PLUGIN = "recommender"
@@ -150,9 +151,53 @@ def fine_tune(
     score = _scorer(ctx, split, texts, options, training) if split is not None else None
     with tempfile.TemporaryDirectory(dir=ctx.plugin_dir(PLUGIN), prefix="epochs-") as scratch:
         run = _EpochRun(ctx, backbone, train_histories, texts, training, overrides, Path(scratch), score)
-        best = run.run(progress)
+        best = run.run(progress) if training.epochs > 0 else None
         _save_atomically(best.model_dir if best else Path(backbone), Path(output_dir))
-    return run.result(best, Path(output_dir), split)
+    adapter = None
+    if training.adapter:
+        ids = sorted(texts)
+        vectors = _encoder(ctx, str(output_dir))([texts[item] for item in ids])
+        adapter = fit_adapter(vectors, ids, train_histories, texts, split, options, training, progress=progress)
+        if adapter.weight is not None:
+            save_adapter(Path(output_dir), adapter.weight)
+    return run.result(best, Path(output_dir), split, adapter)
+
+
+def fit_adapter(
+    vectors: np.ndarray,
+    ids: Sequence[str],
+    histories: Mapping[str, Sequence[str]],
+    texts: Mapping[str, str],
+    split: Split | None,
+    options: RecommenderOptions,
+    training: TrainingOptions,
+    *,
+    progress: bool = True,
+) -> AdapterResult:
+    """The adapter on catalogue ``vectors`` (rows in ``ids`` order, from the encoder it will sit on),
+    trained on ``histories`` and stopped on ``split``'s validation recall (as the encoder's epochs)."""
+
+    from plugins.recommender.evaluation import text_recall
+
+    row = {item: i for i, item in enumerate(ids)}
+    rows = {user: [row[item] for item in items if item in row and texts.get(item)] for user, items in histories.items()}
+    score = None
+    if split is not None:
+        by_text = {texts[item]: i for i, item in reversed(list(enumerate(ids)))}
+
+        def score(weight: np.ndarray | None) -> float:
+            mapped = adapt(vectors, weight)
+            return text_recall(
+                split,
+                texts,
+                lambda batch: mapped[[by_text[text] for text in batch]],
+                options,
+                k=training.validation_k,
+                max_users=training.validation_users,
+                seed=training.seed,
+            )
+
+    return train_adapter(vectors, rows, training, score, progress=progress)
 
 
 class _EpochRun:
@@ -221,13 +266,13 @@ class _EpochRun:
             model, train, held or None, params, output_dir=self.scratch / f"epoch-{epoch + 1}", progress=progress
         )
 
-    def result(self, best: TrainResult | None, output_dir: Path, split: Split | None) -> TrainResult:
+    def result(
+        self, best: TrainResult | None, output_dir: Path, split: Split | None, adapter: AdapterResult | None = None
+    ) -> TrainResult:
         """One TrainResult for the whole run: the best epoch's model and metrics, every epoch's record."""
-        last = self.last
-        assert last is not None
         k = self.training.validation_k
-        chosen = best or last
-        metrics = {key: value for key, value in chosen.metrics.items() if key != "baseline"}
+        chosen = best or self.last
+        metrics = {key: value for key, value in chosen.metrics.items() if key != "baseline"} if chosen else {}
         if split is not None:
             recalls = [record.recall for record in self.records]
             metrics[f"validation_recall@{k}"] = max([r for r in recalls if r is not None] + [self.baseline or 0.0])
@@ -241,15 +286,26 @@ class _EpochRun:
         total_pairs = sum(record.pairs for record in self.records)
         seconds = sum(record.seconds for record in self.records)
         metrics["pairs_per_second"] = total_pairs / seconds if seconds else 0.0
-        return dataclasses.replace(
-            chosen,
+        if adapter is not None:
+            metrics["adapter_epochs"] = [dataclasses.asdict(epoch) for epoch in adapter.epochs]
+            metrics["adapter_pairs_per_second"] = adapter.pairs_per_second
+            metrics["adapter_used"] = adapter.weight is not None
+            if adapter.best is not None:
+                metrics[f"validation_recall@{k}"] = adapter.best
+                metrics[f"encoder_recall@{k}"] = adapter.baseline
+            total_pairs += sum(epoch.pairs for epoch in adapter.epochs)
+        params = {**(chosen.params if chosen else {}), **self.training.model_dump()}
+        return TrainResult(
             model_dir=output_dir,
             metrics=metrics,
-            params={**chosen.params, **self.training.model_dump()},
+            params=params,
             train_examples=total_pairs,
             wall_seconds=time.perf_counter() - self.started,
-            steps=sum(record.steps for record in self.records),
+            data_fingerprint=chosen.data_fingerprint if chosen else _fingerprint(self.histories),
+            kind="biencoder",
             backbone=self.backbone,
+            steps=sum(record.steps for record in self.records),
+            history=chosen.history if chosen else [],
         )
 
 
@@ -287,6 +343,13 @@ def _encoder(ctx: SuiteContext, model_path: str) -> Callable[[list[str]], np.nda
         precision=getattr(settings, "precision", "float32"),
     )
     return embedder.encode
+
+
+def _fingerprint(histories: Mapping[str, Sequence[str]]) -> str:
+    digest = hashlib.sha256()
+    for user in sorted(histories):
+        digest.update(("\x1f".join([user, *histories[user]]) + "\x1e").encode())
+    return digest.hexdigest()
 
 
 def _save_atomically(source: Path, target: Path) -> None:
