@@ -239,6 +239,7 @@ def both_trains(warm, cold) -> dict[str, list[str]]:
 def main() -> None:
     args = parse_args()
     set_threads(args.threads)
+    from plugins.recommender.adapter import adapt
     from plugins.recommender.evaluation import (
         BASELINES,
         Components,
@@ -246,7 +247,7 @@ def main() -> None:
         holdout_split,
         tune_weights,
     )
-    from plugins.recommender.training import fine_tune, resolved_training, validation_split
+    from plugins.recommender.training import fine_tune, fit_adapter, resolved_training, validation_split
 
     histories, texts = load_citeulike(args.users)
     ids = sorted(texts, key=lambda item: int(item[1:]))
@@ -316,12 +317,41 @@ def main() -> None:
                 lambda: embed_catalogue(str(model_dir), item_texts, ctx.settings, precision),
             )
             results["catalogue_seconds"] = tuned_seconds or zero_seconds
+            training_options = resolved_training(options, {})
+            fine_tuned_split = validation_split(train_histories, training_options)
+            encoder_vectors = tuned_vectors
+            if training_options.adapter:
+                print("fitting the adapter on the fine-tuned encoder's catalogue vectors")
+                adapter_file = work / "adapter.npz" if work else None
+                if adapter_file is not None and adapter_file.exists():
+                    weight, results["adapter"] = (
+                        np.load(adapter_file)["weight"],
+                        json.loads((work / "adapter.json").read_text()),
+                    )
+                else:
+                    started = time.perf_counter()
+                    adapter = fit_adapter(
+                        tuned_vectors, ids, train_histories, texts, fine_tuned_split, options, training_options
+                    )
+                    weight = adapter.weight
+                    results["adapter"] = {
+                        "seconds": time.perf_counter() - started,
+                        "pairs_per_second": adapter.pairs_per_second,
+                        "baseline": adapter.baseline,
+                        "best": adapter.best,
+                        "epochs": [vars(epoch) for epoch in adapter.epochs],
+                    }
+                    if adapter_file is not None and weight is not None:
+                        np.savez(adapter_file, weight=weight)
+                        (work / "adapter.json").write_text(json.dumps(results["adapter"]))
+                tuned_vectors = adapt(tuned_vectors, weight)
             components = Components(ids, item_texts, tuned_vectors, options=options)
+            encoder_only = Components(ids, item_texts, encoder_vectors, options=options)
             plain = Components(ids, item_texts, zero_shot, options=options) if zero_shot is not None else None
 
             print("tuning the blend on validation splits carved from the training interactions")
             validation = [
-                validation_split(train_histories, resolved_training(options, {})),
+                fine_tuned_split,
                 holdout_split({u: [(i, None) for i in items] for u, items in train_histories.items()}, 0.2, 7),
             ]
             tuning = tune_weights(components, [s for s in validation if s], 20, max_users=args.tune_users)
@@ -334,6 +364,16 @@ def main() -> None:
                 "recommender (tuned blend, fine-tuned)": (tuning.weights, None),
                 "recommender (default blend, fine-tuned)": (options.weights, None),
                 "text only, fine-tuned": (BASELINES["text-only"], None),
+                **(
+                    {
+                        "text only, fine-tuned encoder without the adapter": (
+                            BASELINES["text-only"],
+                            encoder_only.catalogue,
+                        )
+                    }
+                    if encoder_vectors is not tuned_vectors
+                    else {}
+                ),
                 **({"text only, zero-shot backbone": (BASELINES["text-only"], plain.catalogue)} if plain else {}),
                 "most-popular": (BASELINES["most-popular"], None),
                 "item-kNN (co-occurrence)": (BASELINES["item-knn"], None),
@@ -352,6 +392,22 @@ def main() -> None:
         finally:
             ctx.shutdown()
     report(results)
+
+
+def adapter_line(adapter: dict[str, Any] | None, training) -> str:
+    if not adapter:
+        return "No adapter: the text model is the fine-tuned encoder alone."
+    epochs = adapter.get("epochs", [])
+    pairs = sum(epoch["pairs"] for epoch in epochs)
+    recalls = " ".join(f"{epoch['recall']:.3f}" for epoch in epochs if epoch.get("recall") is not None)
+    return (
+        f"Adapter (`text only, fine-tuned` and the blends use it): a linear map on the encoder's catalogue vectors, "
+        f"{len(epochs)} epochs of up to {training.adapter_pairs_per_user} pairs per user ({pairs:,} pairs in all, "
+        f"{adapter['pairs_per_second']:,.0f} pairs/s, {adapter['seconds']:.0f} s with validation), in-batch "
+        f"{'and mined hard negatives' if training.hard_negatives else 'negatives'}; validation recall@20 per epoch: "
+        f"{recalls} (encoder alone {adapter['baseline'] or float('nan'):.3f}, "
+        f"kept {adapter['best'] or float('nan'):.3f})."
+    )
 
 
 def report(results: dict[str, Any]) -> None:
@@ -380,6 +436,8 @@ def report(results: dict[str, Any]) -> None:
         f"{metrics.get('pairs_per_second', float('nan')):.1f} pairs/s; {epoch_lines}; zero-shot validation "
         f"recall@20 {metrics.get('zero_shot_recall@20') or float('nan'):.3f}, best epoch "
         f"{metrics.get('best_epoch', '?')}.",
+        "",
+        adapter_line(results.get("adapter"), training),
         "",
         f"Blend weights tuned on the validation splits (mean recall@20 {tuning.start_score:.3f} with the defaults "
         f"-> {tuning.score:.3f}, {tuning.tried} weightings tried): "
