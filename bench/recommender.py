@@ -289,7 +289,10 @@ def main() -> None:
             results["speed_texts"] = len(speed_texts)
 
             model_dir = (work or Path(scratch)) / "fine-tuned"
-            if not (model_dir / "config.json").exists():
+            transformer_epochs = resolved_training(options, {}).epochs > 0
+            if not transformer_epochs:
+                print("no transformer epochs (--epochs 0): the encoder is the backbone, the adapter learns")
+            elif not (model_dir / "config.json").exists():
                 print(f"fine-tuning on {results['train_interactions']:,} training interactions")
                 result = fine_tune(ctx, train_histories, texts, options, {}, model_dir, progress=True, validation=True)
                 results["fine_tune"] = {
@@ -312,9 +315,13 @@ def main() -> None:
                 if args.zero_shot
                 else (None, None)
             )
-            tuned_vectors, tuned_seconds = cached_vectors(
-                work / f"fine-tuned-{precision}.npy" if work else None,
-                lambda: embed_catalogue(str(model_dir), item_texts, ctx.settings, precision),
+            tuned_vectors, tuned_seconds = (
+                cached_vectors(
+                    work / f"fine-tuned-{precision}.npy" if work else None,
+                    lambda: embed_catalogue(str(model_dir), item_texts, ctx.settings, precision),
+                )
+                if transformer_epochs
+                else (zero_shot, zero_seconds)
             )
             results["catalogue_seconds"] = tuned_seconds or zero_seconds
             training_options = resolved_training(options, {})
@@ -330,8 +337,10 @@ def main() -> None:
                     )
                 else:
                     started = time.perf_counter()
+                    # Trained without the validation split's items, as fine_tune does.
+                    adapter_histories = fine_tuned_split.train if fine_tuned_split else train_histories
                     adapter = fit_adapter(
-                        tuned_vectors, ids, train_histories, texts, fine_tuned_split, options, training_options
+                        tuned_vectors, ids, adapter_histories, texts, fine_tuned_split, options, training_options
                     )
                     weight = adapter.weight
                     results["adapter"] = {
@@ -432,10 +441,14 @@ def report(results: dict[str, Any]) -> None:
         f"{training.validation_k} of {training.validation_items:.0%} of the items held back as unseen "
         f"({training.validation_users} validation users).",
         "",
-        f"Fine-tuning: {fine.get('seconds', float('nan')):.0f} s, {fine.get('pairs', 0):,} pairs, "
-        f"{metrics.get('pairs_per_second', float('nan')):.1f} pairs/s; {epoch_lines}; zero-shot validation "
-        f"recall@20 {metrics.get('zero_shot_recall@20') or float('nan'):.3f}, best epoch "
-        f"{metrics.get('best_epoch', '?')}.",
+        (
+            f"Transformer fine-tuning: {fine['seconds']:.0f} s, {fine['pairs']:,} pairs, "
+            f"{metrics.get('pairs_per_second', float('nan')):.1f} pairs/s; {epoch_lines}; zero-shot validation "
+            f"recall@20 {metrics.get('zero_shot_recall@20') or float('nan'):.3f}, best epoch "
+            f"{metrics.get('best_epoch', '?')}."
+            if fine
+            else "Transformer fine-tuning: none in this run (`--epochs 0`): the encoder is the zero-shot backbone."
+        ),
         "",
         adapter_line(results.get("adapter"), training),
         "",
