@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pytest
 
 from plugins.recommender.adapter import adapt, mine_hard_negatives, save_adapter, train_adapter
 from plugins.recommender.options import TrainingOptions
@@ -57,3 +58,26 @@ def test_saved_adapter_is_applied_by_the_embedder_and_sentence_transformers(tmp_
     assert not np.allclose(ours, plain, atol=1e-2)
     theirs = SentenceTransformer(str(folder), device="cpu").encode(texts, normalize_embeddings=True)
     assert np.allclose(ours, theirs, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_adapter_only_training_is_registered_and_served(context_factory):
+    """epochs = 0: the transformer stays the backbone, the adapter learns; the index serves its vectors."""
+    from plugins.recommender.service import get_recommender
+    from plugins.recommender.training import train_and_register
+    from services.embeddings import read_dense
+
+    ctx = context_factory(training={"epochs": 0, "adapter_epochs": 2, "validation_items": 0.1})
+    version = train_and_register(ctx, {}, progress=False)
+    metrics = version.card.metrics
+    assert len(metrics["adapter_epochs"]) >= 1 and metrics["adapter_pairs_per_second"] > 0
+    assert metrics["encoder_recall@20"] is not None
+    assert metrics["validation_recall@20"] >= metrics["encoder_recall@20"]
+    recommender = get_recommender(ctx)
+    item = next(recommender.store.iter_items())
+    served = recommender.index.vectors([item.id])[0]
+    plain = ctx.embedder(ctx.backbone("recommender")).encode([recommender.item_texts()[item.id]])
+    weight = read_dense(version.path)
+    expected = adapt(plain, weight)[0] if metrics["adapter_used"] else plain[0]
+    assert (weight is not None) == metrics["adapter_used"]
+    assert float(served @ expected) > 0.999
