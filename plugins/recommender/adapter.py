@@ -69,6 +69,25 @@ def item_pairs(
     return np.asarray(triples, dtype=np.int64).reshape(-1, 3)
 
 
+def history_examples(
+    histories: Mapping[str, Sequence[int]], window: int, per_user: int, max_examples: int, seed: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the ``window`` rows before an item, padded with -1; the item's row): a history query as served
+    (the profile is the mean of the history's item vectors) and the item chosen next."""
+    rng = random.Random(seed)
+    examples: list[tuple[list[int], int]] = []
+    for user in sorted(histories):
+        rows = list(dict.fromkeys(histories[user]))
+        mine = [(rows[max(0, i - window) : i], rows[i]) for i in range(1, len(rows))]
+        examples.extend(rng.sample(mine, per_user) if len(mine) > per_user else mine)
+    if len(examples) > max_examples:
+        examples = rng.sample(examples, max_examples)
+    before = np.full((len(examples), window), -1, dtype=np.int64)
+    for n, (rows, _) in enumerate(examples):
+        before[n, : len(rows)] = rows
+    return before, np.asarray([item for _, item in examples], dtype=np.int64)
+
+
 def adapt(vectors: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
     """Unit vectors after the map (the vectors themselves without one)."""
     if weight is None:
@@ -142,10 +161,26 @@ def train_adapter(
             negatives = None
             if options.hard_negatives and len(triples):
                 negatives = mine_hard_negatives(adapt(vectors, weight()), triples, seen, rng)
+            before = chosen = None
+            if options.adapter_history_queries:
+                before, chosen = history_examples(
+                    histories,
+                    options.history_window,
+                    max(1, options.adapter_pairs_per_user // options.history_window),
+                    options.adapter_max_pairs,
+                    f"{options.seed}:history:{epoch}",
+                )
+                history_order = rng.permutation(len(chosen))
             order = rng.permutation(len(triples))
-            for start in range(0, len(order), options.adapter_batch_size):
-                batch = order[start : start + options.adapter_batch_size]
+            steps = max(1, -(-len(order) // options.adapter_batch_size))
+            for step in range(steps):
+                batch = order[step * options.adapter_batch_size : (step + 1) * options.adapter_batch_size]
                 loss = _loss(base, delta, triples[batch], None if negatives is None else negatives[batch])
+                if before is not None and len(chosen):
+                    size = -(-len(chosen) // steps)
+                    rows = history_order[step * size : (step + 1) * size]
+                    if len(rows) > 1:
+                        loss = loss + _history_loss(base, delta, before[rows], chosen[rows])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -197,6 +232,25 @@ def _loss(base, delta, triples: np.ndarray, negatives: np.ndarray | None):
     loss = F.cross_entropy(logits.masked_fill(own, float("-inf")), target)
     back = (p @ q.T * SCALE).masked_fill(own[:, :n].T, float("-inf"))
     return (loss + F.cross_entropy(back, target)) / 2
+
+
+def _history_loss(base, delta, before: np.ndarray, chosen: np.ndarray):
+    """In-batch contrastive loss of served profiles (mean of the history's mapped unit vectors) against
+    the item chosen next."""
+    import torch
+    import torch.nn.functional as F
+
+    valid = torch.from_numpy(before >= 0)
+    x = base[torch.from_numpy(np.maximum(before, 0))]
+    items = F.normalize(x + x @ delta.T, dim=-1) * valid.unsqueeze(-1)
+    profiles = F.normalize(items.sum(dim=1), dim=-1)
+    y = base[torch.from_numpy(chosen)]
+    targets = F.normalize(y + y @ delta.T, dim=-1)
+    keys = torch.from_numpy(chosen)
+    duplicate = keys[:, None] == keys[None, :]
+    duplicate.fill_diagonal_(False)
+    logits = (profiles @ targets.T * SCALE).masked_fill(duplicate, float("-inf"))
+    return F.cross_entropy(logits, torch.arange(len(chosen)))
 
 
 # -- the saved model -----------------------------------------------------------------------------------------

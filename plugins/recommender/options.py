@@ -65,6 +65,11 @@ class TrainingOptions(BaseModel):
     adapter_batch_size: int = Field(256, ge=2)
     adapter_learning_rate: float = Field(1e-3, gt=0)
     adapter_weight_decay: float = Field(0.01, ge=0, description="pulls the map toward the identity")
+    adapter_history_queries: bool = Field(
+        False,
+        description="adapter: also train served profiles (the mean of the last history_window items) against the "
+        "item chosen next, besides item-to-item pairs",
+    )
     hard_negatives: bool = Field(
         True, description="adapter: one more negative per pair, a near item the user did not choose, mined each epoch"
     )

@@ -15,12 +15,19 @@ def unit(rows: np.ndarray) -> np.ndarray:
     return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 
 
-def test_adapter_pulls_together_what_users_read_together():
+@pytest.mark.parametrize("history_queries", [False, True])
+def test_adapter_pulls_together_what_users_read_together(history_queries):
     rng = np.random.default_rng(0)
     vectors = unit(rng.normal(size=(40, 16)))
     # Users read item i with item i + 20: unrelated in the raw space.
     histories = {f"u{n}-{r}": [n, n + 20] for n in range(20) for r in range(3)}
-    options = TrainingOptions(adapter_epochs=30, adapter_batch_size=16, adapter_learning_rate=0.05, hard_negatives=True)
+    options = TrainingOptions(
+        adapter_epochs=30,
+        adapter_batch_size=16,
+        adapter_learning_rate=0.05,
+        hard_negatives=True,
+        adapter_history_queries=history_queries,
+    )
     result = train_adapter(vectors, histories, options, progress=False)
     assert result.weight is not None and len(result.epochs) == 30 and result.pairs_per_second > 0
     before = (vectors[:20] * vectors[20:]).sum(axis=1).mean()
