@@ -68,6 +68,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pairs-per-user", type=int, default=None, help="default: the plugin's")
     parser.add_argument("--validation-users", type=int, default=None, help="users scoring an epoch (default: plugin's)")
     parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--adapter-max-pairs", type=int, default=None, help="adapter pairs per epoch")
+    parser.add_argument("--adapter-epochs", type=int, default=None)
     parser.add_argument("--tune-users", type=int, default=300, help="validation users per split when tuning")
     parser.add_argument("--speed-texts", type=int, default=1000, help="texts of the embedding speed comparison")
     parser.add_argument("--precision", default="auto", help="catalogue embedding precision (float32, bfloat16, auto)")
@@ -260,6 +262,8 @@ def main() -> None:
             "pairs_per_user": args.pairs_per_user,
             "validation_users": args.validation_users,
             "learning_rate": args.learning_rate,
+            "adapter_max_pairs": args.adapter_max_pairs,
+            "adapter_epochs": args.adapter_epochs,
         }.items()
         if value is not None
     }
