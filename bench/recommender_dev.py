@@ -23,6 +23,7 @@ VARIANTS = {
     "item -> item pairs, in-batch + hard negatives (default)": {},
     "item -> item pairs, in-batch negatives only": {"hard_negatives": False},
     "item -> item + history -> next item (profiles as served)": {"adapter_history_queries": True},
+    "learning rate 3e-4 (default 1e-3)": {"adapter_learning_rate": 3e-4},
 }
 
 
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--adapter-epochs", type=int, default=None)
     parser.add_argument("--validation-users", type=int, default=300)
+    parser.add_argument("--adapter-max-pairs", type=int, default=100_000, help="adapter pairs per epoch")
     add_thread_option(parser)
     args = parser.parse_args()
     set_threads(args.threads)
@@ -45,7 +47,7 @@ def main() -> None:
     ids = sorted(texts, key=lambda item: int(item[1:]))
     vectors = np.load(Path(args.work_dir) / f"zero-shot-{args.precision}.npy")
     train = both_trains(holdout_split(histories, 0.2, 42), cold_item_split(histories, 0.1, 42))
-    overrides = {"validation_users": args.validation_users}
+    overrides = {"validation_users": args.validation_users, "adapter_max_pairs": args.adapter_max_pairs}
     if args.adapter_epochs:
         overrides["adapter_epochs"] = args.adapter_epochs
     rows = []
@@ -65,8 +67,9 @@ def main() -> None:
         finally:
             ctx.shutdown()
     body = (
-        f"Validation: {training.validation_items:.0%} of the items held back as unseen from the training "
-        f"interactions of both test splits; recall@20 of {args.validation_users} of their users, text signal "
+        f"Adapter epochs of up to {args.adapter_max_pairs:,} pairs, early stopping patience "
+        f"{training.early_stopping_patience}. Validation: {training.validation_items:.0%} of the items held back "
+        f"as unseen from the training interactions of both test splits; recall@20 of {args.validation_users} of their users, text signal "
         "alone. Zero-shot backbone vectors; adapter defaults otherwise. Test users not read.\n\n"
         + table(["variant", "encoder alone", "best epoch", "recall@20 per epoch", "seconds"], rows)
     )
