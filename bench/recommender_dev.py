@@ -70,8 +70,8 @@ def main() -> None:
         f"Adapter epochs of up to {args.adapter_max_pairs:,} pairs, early stopping patience "
         f"{training.early_stopping_patience}. Validation: {training.validation_items:.0%} of the items held back "
         f"as unseen from the training interactions of both test splits; recall@20 of {args.validation_users} of "
-        "their users, text signal alone. Zero-shot backbone vectors; adapter defaults otherwise. Test users not read.\n\n"
-        + table(["variant", "encoder alone", "best epoch", "recall@20 per epoch", "seconds"], rows)
+        "their users, text signal alone. Zero-shot backbone vectors; adapter defaults otherwise. Test users not read."
+        "\n\n" + table(["variant", "encoder alone", "best epoch", "recall@20 per epoch", "seconds"], rows)
     )
     write_results("Recommender adapter on the validation split", command_line("bench.recommender_dev"), body)
 
