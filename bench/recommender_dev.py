@@ -20,10 +20,13 @@ import numpy as np
 from bench.common import add_thread_option, command_line, set_threads, suite_context, table, write_results
 
 VARIANTS = {
-    "item -> item pairs, in-batch + hard negatives (default)": {},
-    "item -> item pairs, in-batch negatives only": {"hard_negatives": False},
-    "item -> item + history -> next item (profiles as served)": {"adapter_history_queries": True},
-    "learning rate 3e-4 (default 1e-3)": {"adapter_learning_rate": 3e-4},
+    "item -> item pairs, in-batch + hard negatives, learning rate 1e-3": {"adapter_learning_rate": 1e-3},
+    "in-batch negatives only, learning rate 1e-3": {"hard_negatives": False, "adapter_learning_rate": 1e-3},
+    "item -> item + history -> next item (profiles as served), learning rate 1e-3": {
+        "adapter_history_queries": True,
+        "adapter_learning_rate": 1e-3,
+    },
+    **{f"learning rate {rate:g}": {"adapter_learning_rate": rate} for rate in (1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6)},
 }
 
 
