@@ -88,3 +88,17 @@ def test_adapter_only_training_is_registered_and_served(context_factory):
     expected = adapt(plain, weight)[0] if metrics["adapter_used"] else plain[0]
     assert (weight is not None) == metrics["adapter_used"]
     assert float(served @ expected) > 0.999
+
+
+def test_catalogue_embedding_precisions_agree_and_never_share_cache_entries(tmp_path):
+    from services.backbone import resolve_backbone
+    from services.embeddings import Embedder
+
+    backbone = resolve_backbone("default")
+    texts = ["machine learning, neural networks", "", "cycling, track, velodrome " * 40]
+    exact = Embedder(backbone, device="cpu", cache_dir=tmp_path).encode(texts)
+    fast = Embedder(backbone, device="cpu", cache_dir=tmp_path, precision="bfloat16")
+    vectors = fast.encode(texts)
+    assert fast.stats.cache_hits == 0 and fast.stats.encoded == 3  # float32 vectors are not reused
+    assert np.all((vectors * exact).sum(axis=1) > 0.99)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
