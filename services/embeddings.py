@@ -52,6 +52,8 @@ IDENTITY_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
 BATCHES_PER_CHUNK = 64
 # Where config.json keeps the width of the last hidden state (BERT-likes, DistilBERT, T5-likes, GPT-likes).
 DIMENSION_KEYS = ("hidden_size", "dim", "d_model", "n_embd")
+# Rows x tokens of one forward pass at most (as the classifier's inference path): long texts go a few at a time.
+MAX_BATCH_TOKENS = 4096
 
 
 @dataclass
@@ -73,6 +75,7 @@ class Embedder:
         cache_dir: Path | None = None,
         device: str = "auto",
         local_files_only: bool = True,
+        precision: str = "float32",
     ) -> None:
         if batch_size < 1 or max_length < 2:
             raise ConfigError(
@@ -84,13 +87,18 @@ class Embedder:
         self.local_files_only = local_files_only
         self._device_setting = device
         self.folder = resolve_model_folder(self.model_path, local_files_only)
-        self.dimension = read_dimension(self.folder)
+        self.dense = read_dense(self.folder)
+        self.dimension = self.dense.shape[0] if self.dense is not None else read_dimension(self.folder)
         self.model_id = model_identity(self.folder)
         self.stats = EmbedderStats()
-        self._key_prefix = hashlib.sha256(f"{self.model_id}\0{max_length}\0".encode())
+        self.precision = precision
+        # bfloat16 vectors differ from float32's (~1e-3 in cosine): they never share cache entries.
+        precision_key = "" if precision == "float32" else f"{precision}\0"
+        self._key_prefix = hashlib.sha256(f"{self.model_id}\0{max_length}\0{precision_key}".encode())
         self._cache = VectorCache.open(Path(cache_dir) / CACHE_FILE) if cache_dir is not None else None
         self._model_lock = threading.Lock()  # fast tokenizers and the model are not thread-safe
         self._loaded: tuple[Any, Any, torch.device] | None = None
+        self._fast: Any = None
 
     def __repr__(self) -> str:
         return f"Embedder({self.model_path!r}, dimension={self.dimension}, device={self._device_setting!r})"
@@ -170,10 +178,17 @@ class Embedder:
                     self._cache.put_many((keys[text], vector) for text, vector in zip(chunk, vectors, strict=True))
 
     def _embed(self, texts: list[str], batch_size: int, progress: Any) -> np.ndarray:
-        """Tokenise once, run length-sorted batches with just enough padding, restore the order."""
+        """Tokenise once, run length-sorted batches with just enough padding, restore the order.
+
+        Batches also stop at ``MAX_BATCH_TOKENS`` rows x tokens (long texts go a few at a time)
+        and run through the classifier's inference path: a frozen trace on a CPU, bfloat16
+        where ``precision`` asks for it.
+        """
         import torch
 
-        tokenizer, model, device = self._load()
+        from services.training.batching import length_sorted_chunks, pad_batch
+
+        tokenizer, _, device = self._load()
         with self._model_lock:
             ids = tokenizer(
                 texts,
@@ -182,27 +197,28 @@ class Embedder:
                 return_attention_mask=False,
                 return_token_type_ids=False,
             )["input_ids"]
-        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        order = np.argsort(-lengths, kind="stable")
         pad_id = tokenizer.pad_token_id or 0
         result = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            rows = order[start : start + batch_size]
-            row_lengths = lengths[rows]
-            input_ids = np.full((len(rows), int(row_lengths[0])), pad_id, dtype=np.int64)
-            for row, index in enumerate(rows):
-                input_ids[row, : row_lengths[row]] = ids[index]
-            mask = (np.arange(input_ids.shape[1]) < row_lengths[:, None]).astype(np.int64)
+        for rows in length_sorted_chunks([len(row) for row in ids], batch_size, MAX_BATCH_TOKENS):
+            input_ids, mask = pad_batch([ids[i] for i in rows], pad_id, device)
+            mask = torch.ones_like(input_ids) if mask is None else mask
             with self._model_lock, torch.inference_mode():
-                mask_tensor = torch.from_numpy(mask).to(device)
-                hidden = model(
-                    input_ids=torch.from_numpy(input_ids).to(device), attention_mask=mask_tensor
-                ).last_hidden_state
-                result[rows] = mean_pool_normalize(hidden, mask_tensor).cpu().numpy()
+                result[rows] = self._encoder()(input_ids, mask).float().cpu().numpy()
                 self.stats.batches += 1
                 self.stats.encoded += len(rows)
             progress.update(len(rows))
         return result
+
+    def _encoder(self) -> Any:
+        """The pooled forward pass (traced on a CPU), built once per embedder."""
+        if self._fast is None:
+            from services.training.inference import fast_sentence_encoder
+
+            tokenizer, model, _ = self._load()
+            self._fast = fast_sentence_encoder(model, tokenizer, precision=self.precision)
+            if self.dense is not None:
+                self._fast = _with_dense(self._fast, self.dense)
+        return self._fast
 
     def _max_tokens(self, tokenizer: Any) -> int:
         """The configured max_length, never beyond what the model's position embeddings allow."""
@@ -251,10 +267,48 @@ def read_dimension(folder: Path) -> int:
     raise ModelError(f"{folder}: config.json has no hidden size ({', '.join(DIMENSION_KEYS)}); is it a text encoder?")
 
 
+def read_dense(folder: Path) -> np.ndarray | None:
+    """The ``(out, in)`` weight of a sentence-transformers ``Dense`` module that ``modules.json`` lists
+    after pooling (linear, no bias: what ``plugins.recommender.adapter`` saves); None without one."""
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    dense = [m for m in modules if isinstance(m, dict) and str(m.get("type", "")).endswith("models.Dense")]
+    if not dense:
+        return None
+    path = folder / str(dense[0].get("path", ""))
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        from safetensors.numpy import load_file
+
+        weight = load_file(str(path / "model.safetensors"))["linear.weight"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"{path}: unreadable Dense module: {exc}") from None
+    if len(dense) > 1 or config.get("bias", True) or not str(config.get("activation_function")).endswith("Identity"):
+        raise ModelError(f"{path}: only one linear Dense module without bias is supported after pooling")
+    return np.ascontiguousarray(weight, dtype=np.float32)
+
+
+def _with_dense(encoder: Any, weight: np.ndarray) -> Any:
+    """``encoder``'s unit vectors through a linear map, normalised again (the map is scale-free after it)."""
+    import torch
+
+    matrix = torch.from_numpy(weight)
+
+    def encode(input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        pooled = encoder(input_ids, mask).float()
+        return torch.nn.functional.normalize(pooled @ matrix.to(pooled.device).T, p=2, dim=-1)
+
+    return encode
+
+
 def model_identity(folder: Path) -> str:
-    """Folder plus size and mtime of the files that define the vectors (weights, config, tokenizer)."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in IDENTITY_SUFFIXES)
-    stats = ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    """Folder plus size and mtime of the files that define the vectors (weights, a Dense module's too,
+    config, tokenizer)."""
+    candidates = [*folder.iterdir(), *folder.glob("*/*.safetensors")]
+    files = sorted(p for p in candidates if p.is_file() and p.suffix in IDENTITY_SUFFIXES)
+    stats = ";".join(f"{p.relative_to(folder).as_posix()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
     return f"{folder}|{stats}|{POOLING}"
 
 

@@ -42,7 +42,7 @@ import os
 import re
 import shutil
 import uuid
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -215,6 +215,17 @@ class ModelRegistry:
         _write_atomically(self.root / plugin / task / ACTIVE_FILE, f"v{version:04d}\n")
         chosen.active = True
         return chosen
+
+    def update_card(self, version: ModelVersion, *, metrics: dict[str, Any] | None = None) -> ModelVersion:
+        """Merge ``metrics`` into a version's card (e.g. settings tuned after training); the
+        weights and their checksums stay untouched."""
+        card = replace(version.card, metrics={**version.card.metrics, **(metrics or {})})
+        with FileLock(str(version.path.parent / ".lock")):
+            temp = version.path / f".{CARD_FILE}.tmp-{uuid.uuid4().hex}"
+            temp.write_text(json.dumps(card.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+            os.replace(temp, version.path / CARD_FILE)
+            _write_atomically(version.path / README_FILE, render_readme(card, version.version))
+        return self.get(version.plugin, version.task, version.version)
 
     # -- reading ---------------------------------------------------------------------------
     def list(self, plugin: str | None = None, task: str | None = None) -> list[ModelVersion]:

@@ -310,6 +310,7 @@ class SuiteContext:
                     cache_dir=self.settings.data_dir / "cache" / "embeddings" if cfg.cache else None,
                     device=self.settings.training.device,
                     local_files_only=not self.settings.allow_downloads,
+                    precision=cfg.precision,
                 )
             return self._embedders[path]
 

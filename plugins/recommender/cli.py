@@ -56,6 +56,18 @@ def _print_recommendations(
     console.print(table)
 
 
+def _tune(ctx: SuiteContext, k: int, seed: int, *, quiet: bool) -> None:
+    from plugins.recommender.evaluation import tune_store
+
+    tuning, where = tune_store(ctx, k=k, seed=seed)
+    if not quiet:
+        weights = ", ".join(f"{name} {value:g}" for name, value in tuning.weights.model_dump().items())
+        console.print(
+            f"tuned blend: {weights} (validation recall@{k} {tuning.start_score:.4f} -> {tuning.score:.4f}, "
+            f"{tuning.tried} weightings tried); written to {where}"
+        )
+
+
 def register(cli: typer.Typer, ctx: SuiteContext) -> None:
     """Add ``suite recommend`` and ``suite recommender ...`` to the CLI."""
 
@@ -188,11 +200,16 @@ def register(cli: typer.Typer, ctx: SuiteContext) -> None:
             False, help="fine-tune a throw-away model on the training part first (the active model saw the test items)"
         ),
         seed: int = typer.Option(42),
+        tune: bool = typer.Option(
+            False, "--tune", help="first tune the blend weights on validation splits and keep them for serving"
+        ),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """recall@k and NDCG@k of the recommender and of most-popular, item-kNN and BM25."""
         from plugins.recommender.evaluation import evaluate_store
 
+        if tune:
+            _tune(ctx, k, seed, quiet=as_json)
         report, note = evaluate_store(ctx, holdout=holdout, k=k, cold=cold, retrain=retrain, seed=seed)
         if as_json:
             typer.echo(json.dumps(report, indent=2))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -256,6 +256,98 @@ def _position_weights(n: int, options: RecommenderOptions) -> np.ndarray:
     return decay_weights(np.arange(n - 1, -1, -1, dtype=np.float64), options.recency_half_life_items)
 
 
+def text_recall(
+    split: Split,
+    texts: Mapping[str, str],
+    encode: Callable[[list[str]], np.ndarray],
+    options: RecommenderOptions,
+    *,
+    k: int = 20,
+    max_users: int | None = None,
+    seed: int = 42,
+) -> float:
+    """recall@k of the text signal alone (``text-only``) for up to ``max_users`` test users,
+    embedding with ``encode`` only the items those users' rankings touch: their histories and
+    the split's candidates (the whole catalogue when it has none)."""
+    users = sorted(split.test)
+    if max_users and len(users) > max_users:
+        users = sorted(random.Random(seed).sample(users, max_users))
+    sub = Split(
+        {user: split.train.get(user, []) for user in users},
+        {user: split.test[user] for user in users},
+        split.candidates,
+        split.name,
+        split.chronological,
+    )
+    if split.candidates is None:
+        needed = set(texts)
+    else:
+        needed = set(split.candidates) | {item for user in users for item in sub.train[user]}
+    ids = sorted(item for item in needed if item in texts)
+    item_texts = [texts[item] for item in ids]
+    components = Components(ids, item_texts, encode(item_texts), options=options)
+    return evaluate(components, sub, k, ["text-only"], seed=seed)["text-only"][f"recall@{k}"]
+
+
+# Multipliers tried on each signal's weight, one signal at a time, by :func:`tune_weights`.
+TUNING_STEPS = (0.0, 0.5, 2.0)
+TUNED_SIGNALS = ("text", "collaborative", "lexical", "popularity")
+
+
+@dataclass
+class Tuning:
+    weights: RankingWeights
+    score: float  # mean recall@k over the validation splits
+    start_score: float
+    tried: int
+
+
+def tune_weights(
+    components: Components,
+    splits: Sequence[Split],
+    k: int = 20,
+    *,
+    start: RankingWeights | None = None,
+    rounds: int = 2,
+    max_users: int | None = 300,
+    seed: int = 42,
+) -> Tuning:
+    """Blend weights that maximise mean recall@k over ``splits`` (validation splits carved from
+    training interactions, never the test users): coordinate ascent from ``start``, each signal's
+    weight multiplied by :data:`TUNING_STEPS` in turn (a zero weight tries 0.25 and 1), ``rounds`` times."""
+    if not splits:
+        raise DataError("tuning needs at least one validation split")
+    cache: dict[tuple[float, ...], float] = {}
+
+    def score(weights: RankingWeights) -> float:
+        key = tuple(round(v, 6) for v in weights.model_dump().values())
+        if key not in cache:
+            scores = [
+                evaluate(components, split, k, ["tuned"], weights={"tuned": weights}, max_users=max_users, seed=seed)
+                for split in splits
+            ]
+            cache[key] = float(np.mean([report["tuned"][f"recall@{k}"] for report in scores]))
+        return cache[key]
+
+    best = start or components.options.weights
+    best_score = start_score = score(best)
+    for _ in range(rounds):
+        improved = False
+        for signal in TUNED_SIGNALS:
+            current = getattr(best, signal)
+            values = [current * step for step in TUNING_STEPS] if current else [0.25, 1.0]
+            for value in values:
+                candidate = best.model_copy(update={signal: round(value, 6)})
+                if not any(candidate.model_dump().values()):
+                    continue
+                value_score = score(candidate)
+                if value_score > best_score + 1e-9:
+                    best, best_score, improved = candidate, value_score, True
+        if not improved:
+            break
+    return Tuning(best, best_score, start_score, len(cache))
+
+
 def evaluate_store(
     ctx: SuiteContext,
     *,
@@ -281,18 +373,46 @@ def evaluate_store(
 
     recommender = get_recommender(ctx)
     histories = recommender.histories()
+    served = {"recommender": recommender.serving_weights()}
     split = cold_item_split(histories, cold, seed) if cold else holdout_split(histories, holdout, seed)
     if not retrain:
         model = recommender.index.model()
         note = f"{split.name} split, model {model.ref if model.fine_tuned else 'zero-shot backbone'}"
         if model.fine_tuned:
             note += " (trained on every interaction, test ones included: optimistic; use --retrain)"
-        return evaluate(recommender.components(), split, k, methods, seed=seed), note
+        return evaluate(recommender.components(), split, k, methods, weights=served, seed=seed), note
     with tempfile.TemporaryDirectory(dir=ctx.plugin_dir("recommender"), prefix="evaluate-") as scratch:
         result = fine_tune(
             ctx, split.train, recommender.item_texts(), recommender.options, {}, Path(scratch) / "model", progress=True
         )
         components = recommender.components(str(result.model_dir))
     return evaluate(
-        components, split, k, methods, seed=seed
+        components, split, k, methods, weights=served, seed=seed
     ), f"{split.name} split, model fine-tuned on the training part"
+
+
+def tune_store(ctx: SuiteContext, *, k: int = 20, seed: int = 42, max_users: int | None = 300) -> tuple[Tuning, str]:
+    """``suite recommender evaluate --tune``: blend weights tuned for the serving model on validation
+    splits of the stored histories (20% of each user's items held out, and 10% of the items made
+    unseen), kept with the model (its card) and used at serving time unless the config sets weights.
+    Returns the tuning and where it was written."""
+    from plugins.recommender.service import get_recommender
+
+    recommender = get_recommender(ctx)
+    histories = recommender.histories()
+    splits = []
+    for make in (lambda: holdout_split(histories, 0.2, seed), lambda: cold_item_split(histories, 0.1, seed)):
+        try:
+            splits.append(make())
+        except DataError:
+            continue  # too little data for this kind of split
+    if not splits:
+        raise DataError("too few interactions to carve a validation split: import interactions first")
+    start = recommender.serving_weights()
+    tuning = tune_weights(recommender.components(), splits, k, start=start, max_users=max_users, seed=seed)
+    details = {
+        f"validation_recall@{k}": round(tuning.score, 4),
+        f"start_recall@{k}": round(tuning.start_score, 4),
+        "splits": [split.name for split in splits],
+    }
+    return tuning, recommender.save_tuned_weights(tuning.weights, details)

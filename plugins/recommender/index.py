@@ -22,6 +22,7 @@ from filelock import FileLock
 from plugins.recommender import ranking
 from plugins.recommender.data import Item, item_text
 from plugins.recommender.options import RecommenderOptions
+from plugins.recommender.pipeline import lexical_query, search_terms
 from plugins.recommender.store import RecommenderStore, utcnow
 from services.search import Document, IndexSpec
 from suite.errors import NotFoundError
@@ -199,7 +200,7 @@ class ItemIndex:
         return {hit.id: float(hit.score) for hit in hits}
 
     def lexical(self, text: str, n: int, filters: Mapping[str, Any] | None) -> dict[str, float]:
-        if not ranking.tokenize(text):
+        if not text or not search_terms(text):
             return {}
         hits = self.search.search(self.name, text=text, k=n, mode="bm25", filters=_filters(filters))
         return {hit.id: float(hit.score) for hit in hits}
@@ -212,9 +213,6 @@ def _filters(filters: Mapping[str, Any] | None) -> dict[str, Any] | None:
 class LiveCatalogue:
     """The pipeline's view of the stored catalogue: vectors and retrieval from the index,
     priors and filters from the database."""
-
-    # Long histories make long BM25 queries; the most recent texts up to this size are enough.
-    MAX_LEXICAL_QUERY_CHARS = 8000
 
     def __init__(
         self,
@@ -242,13 +240,7 @@ class LiveCatalogue:
         return self.index.nearest(vector, n, filters)
 
     def lexical(self, texts: Sequence[str], n: int, filters: Mapping[str, Any] | None) -> dict[str, float]:
-        query, size = [], 0
-        for text in reversed(texts):
-            size += len(text) + 1
-            if size > self.MAX_LEXICAL_QUERY_CHARS:
-                break
-            query.append(text)
-        return self.index.lexical(" ".join(reversed(query)), n, filters)
+        return self.index.lexical(lexical_query(texts), n, filters)
 
     def popular(self, n: int, filters: Mapping[str, Any] | None) -> list[str]:
         ranked = sorted(self._counts().items(), key=lambda pair: (-pair[1], pair[0]))

@@ -16,11 +16,14 @@ from scipy import sparse
 
 from plugins.recommender import ranking
 from plugins.recommender.options import RankingWeights, RecommenderOptions
+from services.search.memory import MemoryIndex
+from services.search.text import Tokenizer
 
 # Signals already on a global [0, 1] scale; the others are scaled per query by their best candidate.
 GLOBAL_SIGNALS = frozenset({"popularity", "freshness"})
 CONTENT_SIGNALS = ("text", "lexical")
 NORMALISATION = {"text": "max", "collaborative": "max", "lexical": "max"}
+_TOKENIZER = Tokenizer()  # the embedded search backend's default
 
 
 class Catalogue(Protocol):
@@ -227,6 +230,28 @@ def _order(scores: np.ndarray, vectors: np.ndarray, k: int, diversity: float) ->
     return [int(pool[i]) for i in chosen]
 
 
+# Long histories make long BM25 queries; the most recent texts up to this size are enough.
+MAX_LEXICAL_QUERY_CHARS = 8000
+
+
+def lexical_query(texts: Sequence[str]) -> str:
+    """One BM25 query text from a history's texts (oldest first): the most recent ones that fit
+    ``MAX_LEXICAL_QUERY_CHARS``; empty when they hold no search term."""
+    query, size = [], 0
+    for text in reversed(texts):
+        size += len(text) + 1
+        if size > MAX_LEXICAL_QUERY_CHARS:
+            break
+        query.append(text)
+    joined = " ".join(reversed(query))
+    return joined if search_terms(joined) else ""
+
+
+def search_terms(text: str) -> list[str]:
+    """The terms the search service's BM25 matches ``text`` by."""
+    return _TOKENIZER(text)
+
+
 class MatrixCatalogue:
     """A catalogue in memory: ids, texts, vectors and priors as arrays.
 
@@ -259,7 +284,7 @@ class MatrixCatalogue:
         if allowed is not None:
             self.allowed[:] = False
             self.allowed[[self.position[item] for item in allowed if item in self.position]] = True
-        self._bm25: ranking.BM25Index | None = None
+        self._bm25: MemoryIndex | None = None
 
     def _mask(self, filters: Mapping[str, Any] | None) -> np.ndarray:
         if not filters:
@@ -283,10 +308,14 @@ class MatrixCatalogue:
         return self._best(self.matrix @ vector, n, filters)
 
     def lexical(self, texts: Sequence[str], n: int, filters: Mapping[str, Any] | None) -> dict[str, float]:
+        """The search service's own BM25 (its in-memory index and tokeniser), on the query the live catalogue sends."""
         if self._bm25 is None:
-            self._bm25 = ranking.BM25Index(self._texts)
-        scores = self._bm25.scores(self._bm25.query_vector(texts))
-        return {item: score for item, score in self._best(scores, n, filters).items() if score > 0}
+            self._bm25 = MemoryIndex(None)
+            self._bm25.add_many([(item, text, None, None) for item, text in zip(self.ids, self._texts, strict=True)])
+        query = lexical_query(texts)
+        if not query:
+            return {}
+        return dict(self._bm25.bm25(query, n, self._mask(filters)))
 
     def popular(self, n: int, filters: Mapping[str, Any] | None) -> list[str]:
         return list(self._best(self.popularity, n, filters))

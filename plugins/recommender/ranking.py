@@ -7,7 +7,6 @@ share these functions, so a number measured offline is the number users get.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -113,54 +112,6 @@ def collaborative_scores(similarity: sparse.csr_matrix, history: Sequence[int], 
         return np.zeros(similarity.shape[1], dtype=np.float32)
     rows = similarity[np.asarray(history)]
     return np.asarray(rows.T @ np.asarray(weights, dtype=np.float32)).ravel()
-
-
-# -- lexical signal (BM25) ---------------------------------------------------------------
-TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
-
-
-def tokenize(text: str) -> list[str]:
-    return TOKEN.findall(text.lower())
-
-
-class BM25Index:
-    """Okapi BM25 over a fixed list of texts, as a sparse matrix: one product scores a query.
-
-    Same formula and parameters as the search service's (k1=1.5, b=0.75, Lucene idf), so
-    offline numbers match the live lexical signal; the tokeniser is simpler (no stop words).
-    """
-
-    def __init__(self, texts: Sequence[str], k1: float = 1.5, b: float = 0.75) -> None:
-        self.vocabulary: dict[str, int] = {}
-        rows, cols = [], []
-        for row, text in enumerate(texts):
-            for token in tokenize(text):
-                rows.append(row)
-                cols.append(self.vocabulary.setdefault(token, len(self.vocabulary)))
-        counts = sparse.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(texts), max(len(self.vocabulary), 1))
-        )
-        counts.sum_duplicates()
-        lengths = np.asarray(counts.sum(axis=1)).ravel()
-        document_frequency = np.bincount(counts.indices, minlength=counts.shape[1])
-        self.idf = np.log1p((len(texts) - document_frequency + 0.5) / (document_frequency + 0.5)).astype(np.float32)
-        row_of = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
-        norm = k1 * (1 - b + b * lengths / max(lengths.mean(), 1e-9))
-        counts.data = counts.data * (k1 + 1) / (counts.data + norm[row_of])
-        self.weights = counts.tocsc()
-
-    def query_vector(self, texts: Iterable[str], weights: Iterable[float] | None = None) -> np.ndarray:
-        """Term weights of a query made of several texts (e.g. a user's history)."""
-        vector = np.zeros(len(self.idf), dtype=np.float32)
-        for text, weight in zip(texts, weights if weights is not None else iter(lambda: 1.0, None), strict=False):
-            for token in tokenize(text):
-                column = self.vocabulary.get(token)
-                if column is not None:
-                    vector[column] += weight
-        return vector * self.idf
-
-    def scores(self, query: np.ndarray) -> np.ndarray:
-        return np.asarray(self.weights @ query).ravel()
 
 
 # -- item priors -------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import weakref
@@ -17,7 +18,7 @@ from plugins.recommender import data as data_files
 from plugins.recommender.data import Interaction, Item, item_text, parse_items
 from plugins.recommender.evaluation import Components
 from plugins.recommender.index import MODEL_STATE_KEY, ItemIndex, LiveCatalogue
-from plugins.recommender.options import RecommenderOptions
+from plugins.recommender.options import RankingWeights, RecommenderOptions
 from plugins.recommender.pipeline import CollaborativeModel, Query, Ranked, collaborative_model, rank_items
 from plugins.recommender.ranking import decay_weights
 from plugins.recommender.store import RecommenderStore, StoredInteraction, utcnow
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PLUGIN = "recommender"
+TASK = "biencoder"
+TUNED_WEIGHTS_KEY = "blend_weights"
 MAX_K = 1000
 MAX_INTERESTS_CHARS = 5000
 
@@ -295,7 +298,7 @@ class Recommender:
     def _rank(self, query: Query) -> list[Recommendation]:
         collaborative, popularity = self._interaction_models()
         catalogue = LiveCatalogue(self.index, self.store, self.options, popularity)
-        ranked = rank_items(catalogue, collaborative, query, self.options)
+        ranked = rank_items(catalogue, collaborative, query, self.options, self.serving_weights())
         return self._describe(ranked, catalogue)
 
     def _describe(self, ranked: Sequence[Ranked], catalogue: LiveCatalogue) -> list[Recommendation]:
@@ -333,6 +336,40 @@ class Recommender:
         last = {h.item: n for n, h in enumerate(history)}
         items = sorted(totals, key=last.__getitem__)
         return items, [totals[item] for item in items]
+
+    # -- blend weights ------------------------------------------------------------------------
+    def serving_weights(self) -> RankingWeights:
+        """The config's weights when it sets them; else those ``evaluate --tune`` chose for the
+        serving model (on its card, or in the plugin state for the zero-shot backbone); else the defaults."""
+        if "weights" in self.options.model_fields_set:
+            return self.options.weights
+        model = self.index.model()
+        stored: Any = None
+        if model.fine_tuned:
+            version = self.ctx.registry.active(PLUGIN, TASK)
+            stored = version.card.metrics.get(TUNED_WEIGHTS_KEY) if version is not None else None
+        else:
+            saved = json.loads(self.store.get_state(TUNED_WEIGHTS_KEY) or "{}")
+            stored = saved.get("weights") if saved.get("model") == model.ref else None
+        try:
+            return RankingWeights.model_validate(stored) if stored else self.options.weights
+        except ValueError:
+            log.warning("ignoring unreadable tuned blend weights for %s", model.ref)
+            return self.options.weights
+
+    def save_tuned_weights(self, weights: RankingWeights, details: Mapping[str, Any]) -> str:
+        """Keep ``weights`` for the serving model (its card, or the plugin state); returns where."""
+        model = self.index.model()
+        version = self.ctx.registry.active(PLUGIN, TASK) if model.fine_tuned else None
+        if version is not None:
+            self.ctx.registry.update_card(
+                version, metrics={TUNED_WEIGHTS_KEY: weights.model_dump(), "blend_tuning": dict(details)}
+            )
+            return f"the model card of {version.ref}"
+        self.store.set_state(
+            TUNED_WEIGHTS_KEY, json.dumps({"model": model.ref, "weights": weights.model_dump(), **details})
+        )
+        return f"the recommender's state (model {model.ref})"
 
     # -- evaluation ---------------------------------------------------------------------------
     def components(self, model_path: str | None = None) -> Components:

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -388,3 +388,59 @@ def traced_for_inference(
     except Exception as exc:  # any tracing problem: the eager model is always right
         log.debug("cannot trace %s: %s", type(model).__name__, exc)
     return model
+
+
+# -- sentence embeddings ------------------------------------------------------------------------
+
+
+class _PooledEmbeddings(torch.nn.Module):
+    """An encoder's masked mean of token vectors, L2-normalised in float32 (sentence-transformers' pooling)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled.float(), p=2, dim=-1)
+
+
+# (atol, rtol) within which a traced encoder must give the eager one's unit vectors.
+EMBEDDING_TOLERANCE = (1e-4, 1e-3)
+
+
+def fast_sentence_encoder(
+    model: torch.nn.Module, tokenizer, *, precision: Precision = "float32"
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``(input_ids, attention_mask) -> (n, dim)`` unit vectors: the inference path of
+    :class:`TextClassifier` for an encoder (a frozen TorchScript trace on a CPU, checked against
+    the eager model on texts it was not traced on; a bfloat16 copy when ``precision`` resolves to
+    bfloat16). The vectors of a bfloat16 copy differ from float32's by about 1e-3 in cosine."""
+    device = next(model.parameters()).device
+    if resolve_precision(precision, device) == "bfloat16":
+        model = copy.deepcopy(model).to(torch.bfloat16)
+        tolerance = (0.02, 0.02)
+    else:
+        tolerance = EMBEDDING_TOLERANCE
+    pooled = _PooledEmbeddings(model).eval()
+    if device.type != "cpu":
+        return pooled
+
+    def batch(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        encoded = tokenizer(texts, padding=True, return_tensors="pt", return_token_type_ids=False).to(device)
+        return encoded["input_ids"], encoded["attention_mask"]
+
+    try:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.freeze(torch.jit.trace(pooled, batch(_PROBE_TEXTS), check_trace=False))
+            check = batch(_CHECK_TEXTS)
+            expected, actual = pooled(*check), traced(*check)
+        if torch.allclose(expected, actual, atol=tolerance[0], rtol=tolerance[1]):
+            return traced
+        log.debug("traced encoder disagrees with the eager one; using it eagerly")
+    except Exception as exc:  # any tracing problem: the eager model is always right
+        log.debug("cannot trace the encoder: %s", exc)
+    return pooled

@@ -75,7 +75,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SuiteCon
     from plugins.recommender.training import train_and_register
 
     context = make_context(
-        tmp_path_factory.mktemp("recommender"), training={"max_steps": 4, "batch_size": 8, "max_pairs": 64}
+        tmp_path_factory.mktemp("recommender"),
+        training={"max_steps": 4, "batch_size": 8, "max_pairs": 64, "epochs": 2, "adapter_epochs": 3},
     )
     version = train_and_register(context, {}, progress=False)
     yield context, version

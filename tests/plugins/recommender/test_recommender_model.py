@@ -38,6 +38,37 @@ def test_training_registers_the_biencoder_and_reembeds(trained):
     stats = get_recommender(ctx).stats()
     assert stats["index_model"] == version.ref == stats["active_model"]
     assert stats["items"] == 80 and stats["users"] == 30
+    metrics = version.card.metrics
+    # Every epoch was scored on items held back from training; the best one (or the backbone) was kept.
+    assert len(metrics["epochs"]) >= 1 and all(0 <= epoch["recall"] <= 1 for epoch in metrics["epochs"])
+    recalls = [metrics["zero_shot_recall@20"]] + [epoch["recall"] for epoch in metrics["epochs"]]
+    assert metrics["validation_recall@20"] == max(recalls)
+    assert recalls[metrics["best_epoch"]] == max(recalls) and metrics["pairs_per_second"] > 0
+
+
+def test_tuned_blend_weights_are_kept_on_the_card_and_served(trained):
+    from typer.testing import CliRunner
+
+    from plugins.recommender.options import RankingWeights
+    from suite.cli import build_app
+
+    ctx, version = trained
+    recommender = get_recommender(ctx)
+    result = CliRunner().invoke(build_app(ctx), ["recommender", "evaluate", "--tune", "-k", "10", "--json"])
+    assert result.exit_code == 0, result.output
+    card = ctx.registry.get("recommender", "biencoder", version.version).card
+    tuned = RankingWeights.model_validate(card.metrics["blend_weights"])
+    details = card.metrics["blend_tuning"]
+    assert details["validation_recall@10"] >= details["start_recall@10"]
+    ctx.registry.verify(ctx.registry.get("recommender", "biencoder", version.version))  # weights untouched
+    assert recommender.serving_weights() == tuned
+    configured = RankingWeights(text=1, collaborative=0, lexical=0, popularity=0, freshness=0)
+    recommender.options = recommender.options.model_copy(update={"weights": configured})
+    recommender.options.model_fields_set.add("weights")  # as when the config file sets them
+    try:
+        assert recommender.serving_weights() == configured
+    finally:
+        recommender.options = ctx.plugin_options("recommender")
 
 
 @pytest.mark.parametrize("user", sorted(TASTES))

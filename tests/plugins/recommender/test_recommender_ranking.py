@@ -44,10 +44,25 @@ def test_item_similarity_is_cosine_of_co_occurrence():
     assert (top1 > 0).sum(axis=1).tolist() == [1, 1, 1]
 
 
-def test_bm25_prefers_rare_shared_terms():
-    index = ranking.BM25Index(["sourdough bread baking", "bread and butter", "galaxies and stars"])
-    scores = index.scores(index.query_vector(["sourdough starter"]))
-    assert scores.argmax() == 0 and scores[2] == 0
+def test_offline_lexical_signal_is_the_search_services_bm25(tmp_path):
+    """The in-memory catalogue (offline evaluation) scores exactly as the live search backend does."""
+    from plugins.recommender.pipeline import MatrixCatalogue, lexical_query
+    from services.search import Document, IndexSpec
+    from services.search.embedded import EmbeddedSearchBackend
+
+    texts = ["sourdough bread baking", "bread and butter", "galaxies and stars", "the bread of the stars"]
+    ids = [f"i{n}" for n in range(len(texts))]
+    catalogue = MatrixCatalogue(ids, texts, np.eye(len(texts), dtype=np.float32), allowed=["i0", "i1", "i3"])
+    history = ["Sourdough starter", "a loaf of bread"]
+    offline = catalogue.lexical(history, 10, None)
+    with EmbeddedSearchBackend(tmp_path / "search") as search:
+        search.ensure_index(IndexSpec("items", vector_dim=None))
+        search.upsert("items", [Document(i, t) for i, t in zip(ids, texts, strict=True)])
+        live = search.search("items", text=lexical_query(history), k=10, mode="bm25")
+    expected = {hit.id: hit.score for hit in live if hit.id != "i2"}  # i2 is not allowed offline
+    assert list(offline) == list(expected) and offline["i0"] == pytest.approx(expected["i0"])
+    assert list(offline)[0] == "i0" and "i2" not in offline
+    assert catalogue.lexical(["the and of"], 10, None) == {}  # stop words only: no query at all
 
 
 def test_blend_normalises_and_reports_shares():
