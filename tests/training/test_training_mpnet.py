@@ -25,7 +25,7 @@ def test_an_mpnet_backbone_fine_tunes_into_a_classifier_with_either_pooling(
     params = dict(QUICK, pooling=pooling, learning_rate=5e-3, max_steps=20)
     result = engine.train_classifier(mpnet, intent_rows, None, params, output_dir=tmp_path / "m", progress=False)
     assert result.params["pooling"] == pooling and result.metrics["accuracy"] > 0.5  # chance: 1/3
-    classifier = TextClassifier.from_pretrained(result.model_dir, device="cpu")
+    classifier = TextClassifier.from_pretrained(result.model_dir, device="cpu").prepare()
     assert type(classifier._exact).__name__ == "TracedClassifier"  # the trace agreed with the model
     texts = [row.text for row in intent_rows]
     eager = TextClassifier(classifier.model, classifier.tokenizer, device=torch.device("cpu")).predict_proba(texts)

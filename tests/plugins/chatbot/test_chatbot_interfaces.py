@@ -31,7 +31,7 @@ def invoke(ctx, *args: str):
 def test_ask_prints_the_answer_and_its_source(trained_ctx):
     result = invoke(trained_ctx, "chatbot", "ask", "I forgot my PIN")
     assert result.exit_code == 0, result.output
-    assert "[template change_pin" in result.output and "exchange" in result.output
+    assert "[template change_pin" in result.output and "feedback id" in result.output
 
     result = invoke(trained_ctx, "chatbot", "ask", "--json", "--conversation-id", "cli-1", "my visa card was stolen")
     answer = json.loads(result.output)
