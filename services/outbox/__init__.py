@@ -47,13 +47,12 @@ import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -67,10 +66,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine, RowMapping
-from sqlalchemy.types import TypeDecorator
 
 from services import metrics
 from services.alerts import Alert, DeliveryError
+from services.database import UTCDateTime, utcnow
 from services.errors import DataError, NotFoundError, one_line
 from services.settings import AlertsConfig
 
@@ -83,25 +82,6 @@ PENDING, FAILED, SENT, GIVEN_UP = "pending", "failed", "sent", "given_up"
 STATUSES = (PENDING, FAILED, SENT, GIVEN_UP)
 OPEN = (PENDING, FAILED)
 DEFAULT_LEASE = timedelta(minutes=5)  # far above a sink's timeout: a live worker never loses its claim
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator):
-    """Aware UTC datetimes in Python, naive UTC in the database (same on SQLite and PostgreSQL)."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is not None and value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value is not None else None
 
 
 outbox_metadata = MetaData()
