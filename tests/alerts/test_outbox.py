@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -275,21 +274,10 @@ ROWS = 24
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def shared_database_url(request, tmp_path: Path):
+def shared_database_url(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shared.db'}"
-        return
-    base = request.getfixturevalue("postgres_url")
-    schema = f"outbox_{uuid.uuid4().hex[:10]}"
-    admin = create_database_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    return request.getfixturevalue("postgres_schema_url")  # a schema of this test alone
 
 
 def test_two_workers_on_one_database_never_send_a_row_twice(shared_database_url: str, webhook_server):
