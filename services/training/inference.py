@@ -200,14 +200,7 @@ class TextClassifier:
         self._calls += 1
         if (self._trace_pending or self._bfloat16_pending) and (self._calls > 1 or len(texts) >= TRACE_BATCH_ROWS):
             self.prepare()
-        with self._tokenizer_lock:
-            ids = self.tokenizer(
-                texts,
-                truncation=True,
-                max_length=self.max_length,
-                return_attention_mask=False,
-                return_token_type_ids=False,
-            )["input_ids"]
+        ids = self._token_ids(list(texts))
         batch_size = max(1, batch_size)
         with torch.inference_mode():
             first = self._exact if self._fast_model is None else self._fast_model
