@@ -43,22 +43,22 @@ transactional DDL).
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from alembic.operations import Operations
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 from services.errors import ConfigError, SchemaError, one_line
+
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
 
 HistoryState = Literal["absent", "unversioned", "behind", "current", "unknown"]
 DatabaseRole = Literal["main", "jobstore"]
@@ -104,11 +104,42 @@ class MigrationHistory:
 
     @property
     def heads(self) -> tuple[str, ...]:
-        return tuple(sorted(self.script.get_heads()))
+        directory = str(Path(self.directory).resolve())
+        return _declared_heads(directory) or tuple(sorted(self.script.get_heads()))
+
+
+# ``revision = "0002"`` / ``down_revision: str | None = "0001"`` as a revision file writes them.
+_ASSIGNMENT = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(.+?)\s*$", re.MULTILINE)
+
+
+@lru_cache(maxsize=64)
+def _declared_heads(directory: str) -> tuple[str, ...] | None:
+    """The head revision read from the revision files' text, without importing Alembic or them
+    (a cold command checks the schema in milliseconds); None where a file is not that plain, or
+    the history has not exactly one head: Alembic then reads the folder itself."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in Path(directory).glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        found = dict(_ASSIGNMENT.findall(path.read_text(encoding="utf-8")))
+        try:
+            revision = ast.literal_eval(found["revision"])
+            down = ast.literal_eval(found.get("down_revision", "None"))
+        except (KeyError, ValueError, SyntaxError):
+            return None
+        if not isinstance(revision, str):
+            return None
+        revisions.add(revision)
+        parents.update(d for d in (down if isinstance(down, tuple | list) else (down,)) if d)
+    heads = tuple(sorted(revisions - parents))
+    return heads if len(heads) == 1 else None
 
 
 @lru_cache(maxsize=64)
 def _script_directory(directory: str) -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory(directory, version_locations=[directory])
     heads = script.get_heads()
     if len(heads) != 1:
@@ -156,8 +187,7 @@ def status(engine: Engine, history: MigrationHistory) -> HistoryStatus:
 
 
 def _status(conn: Connection, history: MigrationHistory) -> HistoryStatus:
-    context = MigrationContext.configure(conn, opts={"version_table": history.version_table})
-    current = tuple(sorted(context.get_current_heads()))
+    current = _current_revisions(conn, history.version_table)
     heads = history.heads
     if not current:
         present = [name for name in history.legacy_tables if inspect(conn).has_table(name)]
@@ -171,7 +201,17 @@ def _status(conn: Connection, history: MigrationHistory) -> HistoryStatus:
     return HistoryStatus(history, current, heads, state)
 
 
+def _current_revisions(conn: Connection, version_table: str) -> tuple[str, ...]:
+    """What Alembic's ``get_current_heads`` reads, with one query and no Alembic import."""
+    if not inspect(conn).has_table(version_table):
+        return ()
+    rows = conn.execute(text(f"SELECT version_num FROM {version_table}"))  # the name is checked by NAME
+    return tuple(sorted(row[0] for row in rows))
+
+
 def _known(history: MigrationHistory, revision: str) -> bool:
+    from alembic.util import CommandError
+
     try:
         return history.script.get_revision(revision) is not None
     except CommandError:
@@ -180,6 +220,9 @@ def _known(history: MigrationHistory, revision: str) -> bool:
 
 def upgrade(engine: Engine, history: MigrationHistory, target: str = "heads") -> HistoryStatus:
     """Bring ``history`` to ``target`` (default: its head) in one locked transaction."""
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
+
     script = history.script
     with engine.connect() as conn:
         _begin_locked(conn)

@@ -94,8 +94,15 @@ class TrainingConfig(Section):
     biencoder_learning_rate: float = Field(5e-5, gt=0, description="learning_rate of bi-encoder runs")
     similarity_scale: float = Field(20.0, gt=0, description="bi-encoder: cosine x scale = logits (1/temperature)")
     symmetric_loss: bool = Field(False, description="bi-encoder: also rank the queries for each positive")
-    inference_runtime: Literal["torch", "onnx"] = Field(
-        "torch", description="how saved classifiers run: 'onnx' is ONNX Runtime on the CPU (pip install 'suite[onnx]')"
+    inference_runtime: Literal["auto", "torch", "onnx"] = Field(
+        "auto",
+        description="how saved classifiers run: 'auto' runs the ONNX graph saved with the model in ONNX Runtime "
+        "on a CPU in float32 (a cold command loads it without torch) and torch otherwise; 'onnx' always ONNX "
+        "Runtime; 'torch' always torch",
+    )
+    serving_graph: bool = Field(
+        True,
+        description="save an ONNX graph (model.onnx, about the size of the weights) beside each trained classifier",
     )
     inference_precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",

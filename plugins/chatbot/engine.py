@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from plugins.chatbot.compose import Citation, compose_answer, content_stems
 from plugins.chatbot.data import labeled_csv, write_atomic
-from plugins.chatbot.guard import check_message
+from plugins.chatbot.guard import InputCheck, check_message
 from plugins.chatbot.knowledge import KnowledgeBase
 from plugins.chatbot.model import ActiveIntentModel, IntentModel, IntentPrediction
 from plugins.chatbot.options import PLUGIN, ChatbotOptions, DataPaths
@@ -131,7 +131,7 @@ class Chatbot:
         model = self.model()
         model.classifier.prepare()  # traced now rather than on the second request
         model.predict("hello")
-        check_message("hello", max_chars=self.options.max_chars)  # loads the language identifier
+        self._check("hello")  # loads the language identifier
         self.templates  # noqa: B018 - parses the templates file
         self.ctx.preprocessor.entities(["send $5 tomorrow"])
         self.knowledge.snapshot  # noqa: B018 - reads the knowledge snapshot
@@ -142,12 +142,7 @@ class Chatbot:
     def answer(self, message: str, conversation_id: str | None = None) -> ChatAnswer:
         """Answer one message; ``conversation_id`` continues a session (a new one is made when None)."""
         started = time.perf_counter()
-        check = check_message(
-            message,
-            max_chars=self.options.max_chars,
-            check_language=self.options.check_language,
-            language_confidence=self.options.language_confidence,
-        )
+        check = self._check(message)
         state = self.store.load_session(conversation_id)
         reply = self._respond(check.text, state) if check.ok else ChatAnswer(check.reply or "", "refusal")
         logged = check.text if check.reason != "binary" else f"[binary data, {len(message)} characters]"
@@ -156,16 +151,20 @@ class Chatbot:
     def answer_once(self, message: str) -> ChatAnswer:
         """Answer ``message`` as the first of a new conversation, without saving anything (evaluation)."""
         started = time.perf_counter()
-        check = check_message(
-            message,
-            max_chars=self.options.max_chars,
-            check_language=self.options.check_language,
-            language_confidence=self.options.language_confidence,
-        )
+        check = self._check(message)
         state = SessionState("evaluation")
         reply = self._respond(check.text, state) if check.ok else ChatAnswer(check.reply or "", "refusal")
         reply.latency_ms = round((time.perf_counter() - started) * 1000, 2)
         return reply
+
+    def _check(self, message: str) -> InputCheck:
+        return check_message(
+            message,
+            max_chars=self.options.max_chars,
+            check_language=self.options.check_language,
+            language_confidence=self.options.language_confidence,
+            cache_dir=self.ctx.settings.data_dir / "cache",
+        )
 
     def _respond(self, text: str, state: SessionState) -> ChatAnswer:
         model = self.model()

@@ -5,10 +5,13 @@ Cheap on purpose (a character n-gram language identifier, ~30 µs): it runs on e
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
 import re
 import runpy
 import unicodedata
+from array import array
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -54,8 +57,11 @@ def check_message(
     max_chars: int,
     check_language: bool = True,
     language_confidence: float = DEFAULT_LANGUAGE_CONFIDENCE,
+    cache_dir: Path | None = None,
 ) -> InputCheck:
-    """Clean ``message`` and say whether it can be answered; raise DataError only when too long."""
+    """Clean ``message`` and say whether it can be answered; raise DataError only when too long.
+
+    ``cache_dir`` keeps the language identifier's model uncompressed (see :func:`language_identifier`)."""
     if isinstance(message, bytes | bytearray):
         try:
             message = bytes(message).decode("utf-8")
@@ -70,7 +76,7 @@ def check_message(
     text = " ".join(unicodedata.normalize("NFC", message).split())
     if not text:
         return InputCheck("", "empty", EMPTY_REPLY)
-    if check_language and not looks_english(text, confidence=language_confidence):
+    if check_language and not looks_english(text, confidence=language_confidence, cache_dir=cache_dir):
         return InputCheck(text, "language", LANGUAGE_REPLY)
     return InputCheck(text)
 
@@ -87,7 +93,7 @@ def looks_binary(text: str) -> bool:
     return suspicious > 0 and (suspicious >= 3 or suspicious / len(text) > 0.05 or "\x00" in text)
 
 
-def looks_english(text: str, *, confidence: float = DEFAULT_LANGUAGE_CONFIDENCE) -> bool:
+def looks_english(text: str, *, confidence: float = DEFAULT_LANGUAGE_CONFIDENCE, cache_dir: Path | None = None) -> bool:
     """False only when a language identifier (py3langid, its model ships with the package) is at
     least ``confidence`` sure the text is another language.
 
@@ -100,18 +106,80 @@ def looks_english(text: str, *, confidence: float = DEFAULT_LANGUAGE_CONFIDENCE)
     latin = sum(1 for char in letters if unicodedata.normalize("NFD", char)[0].isascii())
     if latin / len(letters) < 0.6:
         return False  # mostly another script: no doubt
-    language, probability = language_identifier().classify(text)
+    language, probability = language_identifier(cache_dir).classify(text)
     return language in ENGLISH_LIKE or probability < confidence
 
 
 @cache
-def language_identifier():
-    """py3langid's identifier over ``CANDIDATE_LANGUAGES``, probabilities normalised (loads in about a second)."""
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+def language_identifier(cache_dir: Path | None = None):
+    """py3langid's identifier over ``CANDIDATE_LANGUAGES``, probabilities normalised.
 
+    Its model ships xz-compressed: decompressing it takes most of a second, every process.
+    With ``cache_dir`` the model, cut to the candidate languages, is kept there uncompressed
+    after the first load and read back in a few hundredths of a second.
+    """
+    from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
+
+    cached = _cached_model_file(cache_dir, MODEL_DIR / MODEL_FILE) if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        try:
+            return _identifier_from_cache(cached)
+        except (OSError, ValueError, KeyError, TypeError, StopIteration):
+            cached.unlink(missing_ok=True)  # unreadable: rebuilt below
     identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     identifier.set_languages(list(CANDIDATE_LANGUAGES))
+    if cached is not None:
+        _write_cache(identifier, cached)
     return identifier
+
+
+_CACHE_ARRAYS = ("nb_ptc", "nb_pc", "nb_classes", "tk_nextmove", "tk_row", "tk_output")
+
+
+def _cached_model_file(cache_dir: Path, model_file: Path) -> Path:
+    """A cache file name that changes with the shipped model and with the candidate languages."""
+    stat = model_file.stat()
+    key = hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}:{','.join(CANDIDATE_LANGUAGES)}".encode()).hexdigest()
+    return Path(cache_dir) / "language-identifier" / f"py3langid-{key[:16]}.npz"
+
+
+def _identifier_from_cache(path: Path):
+    import numpy as np
+    from py3langid.langid import LanguageIdentifier
+
+    with np.load(path, allow_pickle=False) as data:
+        return LanguageIdentifier(
+            data["nb_ptc"],
+            data["nb_pc"],
+            data["nb_classes"].tolist(),
+            _unsigned_array(data["tk_nextmove"]),
+            data["tk_output"].tolist(),
+            norm_probs=True,
+            tk_row=_unsigned_array(data["tk_row"]),
+        )
+
+
+def _unsigned_array(values) -> array:
+    """A numpy array of unsigned ints as the stdlib ``array`` py3langid walks its automaton with."""
+    typecode = next(code for code in "HIL" if array(code).itemsize == values.dtype.itemsize)
+    out = array(typecode)
+    out.frombytes(values.tobytes())
+    return out
+
+
+def _write_cache(identifier, path: Path) -> None:
+    """Write atomically (a second process may read it at any time); a failure only costs speed."""
+    import numpy as np
+
+    arrays = {name: np.asarray(getattr(identifier, name)) for name in _CACHE_ARRAYS}
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with temp.open("wb") as out:
+            np.savez(out, **arrays)
+        os.replace(temp, path)
+    except OSError:
+        temp.unlink(missing_ok=True)
 
 
 @cache

@@ -16,7 +16,7 @@ from suite.errors import ModelError
 
 if TYPE_CHECKING:
     from services.registry import ModelVersion
-    from services.training import TextClassifier
+    from services.training.serving import Classifier
     from suite.context import SuiteContext
 
 NO_MODEL = "no chatbot intent model yet: run `suite chatbot train` (or `suite train chatbot`)"
@@ -57,7 +57,7 @@ class IntentPrediction:
 @dataclass(frozen=True)
 class IntentModel:
     version: ModelVersion
-    classifier: TextClassifier
+    classifier: Classifier
     calibration: Calibration | None
     detector: OutOfScopeDetector | None = None
 
@@ -103,11 +103,11 @@ def load_version(
     *,
     device: str = "auto",
     quantize: bool = False,
-    runtime: str = "torch",
-    precision: str = "float32",
+    runtime: str = "auto",
+    precision: str = "auto",
 ) -> IntentModel:
     """The model of ``version``, cached by its folder so a newly activated version is picked up."""
-    from services.training import TextClassifier
+    from services.training.loading import load_classifier
 
     key = f"{version.path}|{device}|{quantize}|{runtime}|{precision}"
     with _models_lock:
@@ -115,7 +115,7 @@ def load_version(
         if cached is None:
             # Truncate as in training: the card records the run's max_length.
             max_length = int(version.card.hyperparameters.get("max_length") or 128)
-            classifier = TextClassifier.from_pretrained(
+            classifier = load_classifier(
                 version.path,
                 device=device,
                 max_length=max_length,

@@ -66,7 +66,9 @@ def is_ticker_alias(alias: str) -> bool:
 
 @lru_cache(maxsize=1)
 def _tokenizer() -> Any:
-    import spacy
+    from services.preprocessing.spacy_import import import_spacy
+
+    spacy = import_spacy()
 
     return spacy.blank("en").tokenizer
 

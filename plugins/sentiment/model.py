@@ -24,7 +24,8 @@ from suite.errors import DataError, ModelError
 
 if TYPE_CHECKING:
     from services.registry import ModelVersion
-    from services.training import LabeledText, TextClassifier
+    from services.training import LabeledText
+    from services.training.serving import Classifier
     from suite.context import SuiteContext
 
 PLUGIN = "sentiment"
@@ -198,12 +199,12 @@ def train_from_options(ctx: SuiteContext, task: str, overrides: Mapping[str, Any
 
 
 # -- inference ------------------------------------------------------------------------------------
-_cache: dict[str, TextClassifier] = {}  # version folder, device, max length -> loaded model
+_cache: dict[str, Classifier] = {}  # version folder, device, max length -> loaded model
 _cache_lock = threading.Lock()
 CACHED_MODELS = 4
 
 
-def load_classifier(ctx: SuiteContext, task: str = SENTIMENT_TASK, *, required: bool = True) -> TextClassifier | None:
+def load_classifier(ctx: SuiteContext, task: str = SENTIMENT_TASK, *, required: bool = True) -> Classifier | None:
     """The active version of ``task``, loaded once per process and version folder.
 
     Keyed by the version's folder, so activating another version loads it on next use.
@@ -228,9 +229,9 @@ def load_classifier(ctx: SuiteContext, task: str = SENTIMENT_TASK, *, required: 
     with _cache_lock:
         classifier = _cache.get(key)
         if classifier is None:
-            from services.training import TextClassifier
+            from services.training.loading import load_classifier as load_saved_classifier
 
-            classifier = TextClassifier.from_pretrained(
+            classifier = load_saved_classifier(
                 version.path,
                 device=training.device,
                 max_length=options.max_length,

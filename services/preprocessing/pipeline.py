@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from services.errors import ConfigError, ModelError, PluginError
+from services.preprocessing.spacy_import import import_spacy
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -135,7 +136,7 @@ class Preprocessor:
 # -- building blocks ---------------------------------------------------------------------
 def load_pipeline(name: str) -> tuple[Language, str]:
     """Load an installed spaCy package or path; fall back to a blank pipeline if absent."""
-    import spacy
+    spacy = import_spacy()
 
     path = Path(name).expanduser()
     if path.exists() or spacy.util.is_package(name):
@@ -152,7 +153,7 @@ def load_pipeline(name: str) -> tuple[Language, str]:
 
 def blank_pipeline(lang: str = "en") -> Language:
     """A blank pipeline with rule-based sentences and, where lookup tables exist, lemmas."""
-    import spacy
+    spacy = import_spacy()
 
     nlp = spacy.blank(lang)
     nlp.add_pipe("sentencizer")
@@ -167,7 +168,7 @@ def blank_pipeline(lang: str = "en") -> Language:
 
 def _language_of(name: str) -> str:
     """``de_core_news_sm`` -> ``de``; anything spaCy does not know -> ``en``."""
-    import spacy
+    spacy = import_spacy()
 
     prefix = Path(name).name.split("_", 1)[0].lower()
     try:

@@ -10,7 +10,9 @@ checks there is no import circle):
     tasks/         one module per task: classification, biencoder, masked_lm, distillation
     loop.py        TrainingRun: optimiser, schedule, evaluation, early stopping, checkpoints (knows only Task)
     engine.py      TrainingEngine: builds a task, runs the loop, saves the model
-    inference.py, onnx_runtime.py   serving a saved classifier
+    padding.py, serving.py          serving without torch: numpy batches, OnnxClassifier
+    loading.py                      load_classifier(): the saved ONNX graph or torch
+    probes.py, inference.py, onnx_runtime.py   serving with torch, exporting the ONNX serving graph
 
 CONTRACT (implemented in engine.py, data.py, metrics.py, inference.py):
 
@@ -76,6 +78,11 @@ CONTRACT (implemented in engine.py, data.py, metrics.py, inference.py):
     cache_dir); TrainingEngine.overriding(params, transfer_texts=...) forces parameters on
     every run inside a block. load_text_file reads unlabelled texts (txt, CSV, JSONL).
     TextClassifier.from_pretrained(..., runtime="onnx", quantize=True) runs int8 ONNX.
+
+    A trained classifier folder also holds model.onnx (TrainingConfig.serving_graph): its
+    logits and pooled features as an ONNX graph. loading.load_classifier(path, ...) opens it
+    with ONNX Runtime and the tokenizers library (no torch import) where runtime "auto"
+    allows (CPU, float32, no int8), else a TextClassifier.
 """
 
 from services.training.data import (

@@ -12,6 +12,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from services.training.padding import length_sorted_chunks, padded_arrays
+
+__all__ = ["LengthGroupedBatches", "length_sorted_chunks", "mean_pool", "pad_batch"]
+
 # Examples are sorted by length inside windows of this many batches: small enough that
 # batch membership still changes from epoch to epoch, large enough that padding is tiny.
 MEGABATCH_BATCHES = 16
@@ -55,26 +59,6 @@ class LengthGroupedBatches:
         return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def length_sorted_chunks(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
-    """Indices in batches of similar length, for evaluation and inference (no shuffling).
-
-    With ``max_tokens`` a batch also stops before its rows x longest length would pass
-    it (one row always fits): long texts go in smaller batches, which stay in cache.
-    """
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    if max_tokens is None:
-        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    sorted_lengths = np.asarray(lengths)[order]
-    chunks, start = [], 0
-    while start < len(order):
-        end = start + 1
-        while end < len(order) and end - start < batch_size and (end - start + 1) * sorted_lengths[end] <= max_tokens:
-            end += 1
-        chunks.append(order[start:end])
-        start = end
-    return chunks
-
-
 def pad_batch(
     sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu", *, pad_to: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -83,12 +67,7 @@ def pad_batch(
     The mask is ``None`` when nothing is padded (one sequence, or equal lengths): the
     model then skips building and applying it, which is the same computation, faster.
     """
-    longest = max(max(len(sequence) for sequence in sequences), pad_to or 0)
-    ids = np.full((len(sequences), longest), pad_id, dtype=np.int64)
-    mask = np.zeros((len(sequences), longest), dtype=np.int64)
-    for row, sequence in enumerate(sequences):
-        ids[row, : len(sequence)] = sequence
-        mask[row, : len(sequence)] = 1
+    ids, mask = padded_arrays(sequences, pad_id, pad_to=pad_to)
     input_ids = torch.from_numpy(ids).to(device)
     if mask.all():
         return input_ids, None

@@ -283,8 +283,14 @@ class TrainingEngine:
             fingerprint = _run_fingerprint(kind, backbone, train, validation, resolved, extra)
             outcome = TrainingRun(task, resolved, device, checkpoint_dir, fingerprint, progress, callback).run()
             outcome.metrics.update(task.card_metrics())
-            save_atomically(Path(output_dir), task.save)
+            save_atomically(Path(output_dir), lambda folder: self._save(task, folder))
         return _result(outcome, kind, backbone, train, resolved, output_dir, started, labels)
+
+    def _save(self, task: Task, folder: Path) -> None:
+        task.save(folder)
+        export = getattr(task, "export_serving_graph", None)  # classifiers only
+        if export is not None and self.config.serving_graph:
+            export(folder)
 
     @contextlib.contextmanager
     def _runtime(self, params: ResolvedParams) -> Iterator[torch.device]:

@@ -14,7 +14,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +24,8 @@ from services import metrics
 from services.errors import ConfigError, ModelError, one_line
 from services.training.batching import length_sorted_chunks, pad_batch
 from services.training.folders import check_weights_format, resolve_device
+from services.training.probes import CHECK_TEXTS, PROBE_TEXTS, LogitsOnly
+from services.training.serving import MAX_BATCH_TOKENS, Prediction, predictions
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +38,9 @@ PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
 # Rows whose two best classes are closer than this are scored again in float32, so rounding
 # does not change a label.
 NEAR_TIE_MARGIN = 0.1
-# Rows x tokens of one forward pass at most: 64 sentences of PhraseBank length fit, 512-token
-# texts go 8 at a time (on a 2-core CPU 20-30% faster than 64 at a time; BENCHMARKS.md).
-MAX_BATCH_TOKENS = 4096
 # A first call with this many texts is worth tracing for (tracing costs about as much as
 # scoring a few hundred sentences eagerly, and saves 15-30% on each later one).
 TRACE_BATCH_ROWS = 256
-
-
-@dataclass(frozen=True)
-class Prediction:
-    label: str
-    score: float
-    scores: dict[str, float]
 
 
 class TextClassifier:
@@ -273,16 +264,7 @@ class TextClassifier:
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
         """The most likely label of each text, its probability, and every label's probability."""
-        probabilities = self.predict_proba(texts, batch_size)
-        best = probabilities.argmax(axis=1)
-        return [
-            Prediction(
-                label=self.labels[index],
-                score=float(row[index]),
-                scores=dict(zip(self.labels, row.tolist(), strict=True)),
-            )
-            for index, row in zip(best, probabilities, strict=True)
-        ]
+        return predictions(self.predict_proba(texts, batch_size), self.labels)
 
 
 def _near_ties(probabilities: np.ndarray, margin: float) -> np.ndarray:
@@ -330,23 +312,6 @@ class TracedClassifier(torch.nn.Module):
         return SequenceClassifierOutput(logits=self.traced(input_ids, mask))
 
 
-class _Logits(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-
-
-_PROBE_TEXTS = ["a short one", "a somewhat longer probe sentence, padded against the short one"]
-_CHECK_TEXTS = [
-    "another probe",
-    "of other lengths",
-    "and a third, the longest of the three, longer than any text the trace saw",
-]
-
-
 # (atol, rtol) within which a trace must give the model's logits.
 FLOAT32_TOLERANCE = (1e-4, 1e-4)
 BFLOAT16_TOLERANCE = (0.05, 0.02)  # the same arithmetic, rounded to 8 bits in another order
@@ -372,9 +337,9 @@ def traced_for_inference(
     try:
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")  # deprecation and tracer warnings: the check below decides
-            traced = torch.jit.freeze(torch.jit.trace(_Logits(model).eval(), batch(_PROBE_TEXTS), check_trace=False))
-            check = batch(_CHECK_TEXTS)
-            expected, actual = _Logits(model)(*check).float(), traced(*check).float()
+            traced = torch.jit.freeze(torch.jit.trace(LogitsOnly(model).eval(), batch(PROBE_TEXTS), check_trace=False))
+            check = batch(CHECK_TEXTS)
+            expected, actual = LogitsOnly(model)(*check).float(), traced(*check).float()
         if torch.allclose(expected, actual, atol=tolerance[0], rtol=tolerance[1]):
             return TracedClassifier(traced)
         log.debug("traced %s disagrees with it; using it eagerly", type(model).__name__)
@@ -428,8 +393,8 @@ def fast_sentence_encoder(
     try:
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")
-            traced = torch.jit.freeze(torch.jit.trace(pooled, batch(_PROBE_TEXTS), check_trace=False))
-            check = batch(_CHECK_TEXTS)
+            traced = torch.jit.freeze(torch.jit.trace(pooled, batch(PROBE_TEXTS), check_trace=False))
+            check = batch(CHECK_TEXTS)
             expected, actual = pooled(*check), traced(*check)
         if torch.allclose(expected, actual, atol=tolerance[0], rtol=tolerance[1]):
             return traced

@@ -11,16 +11,17 @@ from __future__ import annotations
 import io
 import logging
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from services.errors import ConfigError, ModelError, one_line
+from services.training.probes import CHECK_TEXTS, PROBE_TEXTS, LogitsOnly
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "runtime 'onnx' needs onnxruntime: pip install 'suite[onnx]'"
-_PROBE_TEXTS = ["a short one", "a somewhat longer probe sentence, padded against the short one"]
 _OPSET = 17
 
 
@@ -47,7 +48,7 @@ def onnx_logits(model: torch.nn.Module, tokenizer, threads: int | None = None, *
         import onnxruntime
     except ImportError:
         raise ConfigError(INSTALL_HINT) from None
-    probe = tokenizer(_PROBE_TEXTS, padding=True, return_tensors="pt", return_token_type_ids=False)
+    probe = tokenizer(PROBE_TEXTS, padding=True, return_tensors="pt", return_token_type_ids=False)
     try:
         graph = _export(model, probe["input_ids"], probe["attention_mask"])
         if quantize:
@@ -102,9 +103,15 @@ def quantized(graph: bytes) -> bytes:
         return target.read_bytes()
 
 
-def _export(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> bytes:
+def _export(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    output_names: tuple[str, ...] = ("logits",),
+) -> bytes:
     buffer = io.BytesIO()
     dynamic = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
+    dynamic.update({name: {0: "batch"} for name in output_names})
     with warnings.catch_warnings():  # tracer warnings about shape-dependent Python control flow
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -112,9 +119,72 @@ def _export(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: tor
             (input_ids, attention_mask),
             buffer,
             input_names=["input_ids", "attention_mask"],
-            output_names=["logits"],
-            dynamic_axes={**dynamic, "logits": {0: "batch"}},
+            output_names=list(output_names),
+            dynamic_axes=dynamic,
             opset_version=_OPSET,
             dynamo=False,  # the TorchScript exporter handles HF encoders without extra packages
         )
     return buffer.getvalue()
+
+
+# -- the serving graph saved with a trained classifier ---------------------------------------------
+
+
+class _LogitsAndFeatures(torch.nn.Module):
+    """A classifier's logits and its head's input (the pooled vector), as one traceable forward pass."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        captured: list[torch.Tensor] = []
+        hook = self.model.classifier.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
+        try:
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        finally:
+            hook.remove()
+        pooled = captured[-1]
+        return logits, pooled[:, 0] if pooled.dim() == 3 else pooled  # heads on a token's vector
+
+
+def export_serving_graph(model: torch.nn.Module, tokenizer, folder: Path) -> bool:
+    """Write ``folder/model.onnx``: the classifier's logits (and, where it has a ``classifier``
+    head, that head's input as ``features``) for :class:`~services.training.serving.OnnxClassifier`.
+
+    Checked before it is written: on texts the export did not see, ONNX Runtime must give the
+    torch model's logits. Returns False, with the reason logged, where the model does not
+    export or disagrees; the folder then serves through torch as before.
+    """
+    from services.training.serving import FEATURES, LOGITS, SERVING_GRAPH
+
+    try:
+        import onnxruntime
+    except ImportError:
+        log.info("no serving graph saved: onnxruntime is not installed")
+        return False
+    model = model.eval()
+    device = next(model.parameters()).device
+    head = getattr(model, "classifier", None)
+    module, outputs = (
+        (_LogitsAndFeatures(model), (LOGITS, FEATURES))
+        if isinstance(head, torch.nn.Module)
+        else (LogitsOnly(model), (LOGITS,))
+    )
+    probe = tokenizer(PROBE_TEXTS, padding=True, return_tensors="pt", return_token_type_ids=False).to(device)
+    check = tokenizer(CHECK_TEXTS, padding=True, return_tensors="np", return_token_type_ids=False)
+    try:
+        graph = _export(module.eval(), probe["input_ids"], probe["attention_mask"], outputs)
+        session = onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
+        actual = session.run([LOGITS], {"input_ids": check["input_ids"], "attention_mask": check["attention_mask"]})[0]
+        with torch.inference_mode():
+            inputs = {key: torch.from_numpy(value).to(device) for key, value in check.items()}
+            expected = model(**inputs).logits.float().cpu().numpy()
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many types for unsupported models
+        log.warning("no serving graph saved: cannot export %s to ONNX: %s", type(model).__name__, one_line(exc))
+        return False
+    if not np.allclose(expected, actual, atol=1e-4, rtol=1e-3):
+        log.warning("no serving graph saved: the ONNX export of %s disagrees with it", type(model).__name__)
+        return False
+    (Path(folder) / SERVING_GRAPH).write_bytes(graph)
+    return True

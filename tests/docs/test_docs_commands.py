@@ -226,3 +226,28 @@ def test_the_plugin_quick_start_of_the_docs_runs(shell: Shell):
         assert done.returncode == 0, f"{command.source}: {command.line}\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}"
         if command.argv[0] == "suite":
             assert_ran(command, done)
+
+
+# One request of each plugin from a cold process: the saved ONNX graph answers, so torch and
+# transformers (most of the start-up time of a command that runs a model) are never imported.
+ONE_SHOT_REQUESTS = [
+    ["chatbot", "ask", "how do I activate my card?"],
+    ["chatbot", "ask", "write me a poem about the sea"],  # out of scope: retrieval over the knowledge base
+    ["sentiment", "score", "Shares of Northwind Bank plunged after the profit warning"],
+    ["recommend", "maya", "-k", "5"],
+]
+
+
+@pytest.mark.parametrize("args", ONE_SHOT_REQUESTS, ids=lambda args: " ".join(args[:2]))
+def test_a_one_shot_request_imports_neither_torch_nor_transformers(shell: Shell, args: list[str]):
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "suite", *args],
+        cwd=shell.cwd,
+        env=shell.env,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and done.stdout.strip(), done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time")}
+    assert "suite" in imported and not imported & {"torch", "transformers"}, f"suite {' '.join(args)} imported them"

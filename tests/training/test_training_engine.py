@@ -119,11 +119,11 @@ def test_bfloat16_scoring_keeps_the_float32_labels_by_rescoring_near_ties(traine
 def test_a_trace_that_bakes_in_a_shape_is_refused_for_the_eager_model(trained_classifier):
     from types import SimpleNamespace
 
-    from services.training.inference import _CHECK_TEXTS, _PROBE_TEXTS, TracedClassifier, traced_for_inference
+    from services.training.inference import CHECK_TEXTS, PROBE_TEXTS, TracedClassifier, traced_for_inference
 
     tokenizer = TextClassifier.from_pretrained(trained_classifier.model_dir).tokenizer
     traced_length, check_length = (
-        len(tokenizer(texts, padding=True)["input_ids"][0]) for texts in (_PROBE_TEXTS, _CHECK_TEXTS)
+        len(tokenizer(texts, padding=True)["input_ids"][0]) for texts in (PROBE_TEXTS, CHECK_TEXTS)
     )
     assert traced_length != check_length
 

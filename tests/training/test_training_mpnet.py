@@ -10,6 +10,7 @@ from tiny_models import build_mpnet
 from training_samples import INTENTS, QUICK
 
 from services.training import TextClassifier, TextPair
+from services.training.serving import OnnxClassifier
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,9 @@ def test_an_mpnet_backbone_fine_tunes_into_a_classifier_with_either_pooling(
     assert [p.label for p in fast.predict(texts)] == [p.label for p in classifier.predict(texts)]
     onnx = TextClassifier.from_pretrained(result.model_dir, runtime="onnx")
     np.testing.assert_allclose(onnx.predict_proba(texts), eager, atol=1e-4)
+    served = OnnxClassifier.from_folder(result.model_dir)  # the graph saved at training, MPNet's padding id
+    assert served.pad_id == classifier.pad_id == 1
+    np.testing.assert_allclose(served.predict_proba(texts, batch_size=8), eager, atol=1e-4)
     int8 = TextClassifier.from_pretrained(result.model_dir, device="cpu", quantize=True)
     assert int8.predict_proba(texts).shape == (len(texts), 3)
 

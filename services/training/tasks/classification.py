@@ -178,6 +178,12 @@ class ClassificationTask:
     def save(self, folder: Path) -> None:
         save_model(self.model, self.tokenizer, folder)
 
+    def export_serving_graph(self, folder: Path) -> bool:
+        """Save ``model.onnx`` beside the weights: what a cold process serves without torch."""
+        from services.training.onnx_runtime import export_serving_graph
+
+        return export_serving_graph(self.model, self.tokenizer, folder)
+
 
 def _output_layer(model: torch.nn.Module, num_labels: int) -> torch.nn.Linear:
     """The classifier's last linear layer (the one that produces the logits)."""

@@ -1,0 +1,172 @@
+"""Loading a saved classifier for serving, and the ONNX Runtime classifier that needs no torch.
+
+A classifier the engine trains is saved with ``model.onnx`` beside its safetensors weights
+(``onnx_runtime.export_serving_graph``): the same network, exported once at training time,
+with the logits and the classification head's input (the pooled features the chatbot's
+out-of-scope detector reads). :class:`OnnxClassifier` runs that graph with ONNX Runtime and
+the ``tokenizers`` library alone, so a command that scores one text starts in about a
+second instead of waiting for torch and transformers to import (4-6 s on a 2-core CPU).
+
+``loading.load_classifier`` chooses between it and the torch ``TextClassifier``. This module
+imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from services import metrics
+from services.errors import ModelError, one_line
+from services.training.padding import length_sorted_chunks, padded_arrays
+
+log = logging.getLogger(__name__)
+
+SERVING_GRAPH = "model.onnx"  # beside model.safetensors in a classifier folder
+LOGITS, FEATURES = "logits", "features"  # the graph's outputs
+# Rows x tokens of one forward pass at most: 64 sentences of PhraseBank length fit, 512-token
+# texts go 8 at a time (on a 2-core CPU 20-30% faster than 64 at a time; BENCHMARKS.md).
+MAX_BATCH_TOKENS = 4096
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    score: float
+    scores: dict[str, float]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def predictions(probabilities: np.ndarray, labels: Sequence[str]) -> list[Prediction]:
+    """The most likely label of each row, its probability, and every label's probability."""
+    best = probabilities.argmax(axis=1)
+    return [
+        Prediction(label=labels[index], score=float(row[index]), scores=dict(zip(labels, row.tolist(), strict=True)))
+        for index, row in zip(best, probabilities, strict=True)
+    ]
+
+
+class Classifier(Protocol):
+    """What serving code needs of a loaded classifier (``TextClassifier`` or ``OnnxClassifier``)."""
+
+    labels: list[str]
+    max_length: int
+    runtime: str
+    precision: str
+
+    def prepare(self) -> Classifier: ...
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray: ...
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]: ...
+    def features_and_logits(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class OnnxClassifier:
+    """A classifier folder's saved ONNX graph in ONNX Runtime: the interface of ``TextClassifier``.
+
+    Token ids come from the folder's ``tokenizer.json`` through the ``tokenizers`` library,
+    truncated to ``max_length`` as the ``transformers`` tokenizer truncates them; logits equal
+    the torch model's to float rounding (checked when the graph was exported).
+    """
+
+    runtime = "onnx"
+    precision = "float32"
+    rechecked = 0  # no bfloat16 pass, so nothing is re-scored
+
+    def __init__(self, session: Any, tokenizer: Any, labels: list[str], *, max_length: int, pad_id: int) -> None:
+        self.session = session
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.max_length = max_length
+        self.pad_id = pad_id
+        self.has_features = FEATURES in {output.name for output in session.get_outputs()}
+
+    @classmethod
+    def from_folder(cls, path: str | Path, *, max_length: int = 128, threads: int | None = None) -> OnnxClassifier:
+        """Open ``path/model.onnx`` with the folder's tokenizer and labels."""
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        folder = Path(path)
+        config = _read_json(folder / "config.json")
+        id2label = config.get("id2label") or {}
+        if not id2label:
+            raise ModelError(f"{folder}: not a classifier (config.json has no id2label)")
+        try:
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's choice (the physical cores)
+            options.log_severity_level = 3  # errors only
+            session = onnxruntime.InferenceSession(
+                str(folder / SERVING_GRAPH), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # noqa: BLE001 - both libraries raise their own types for a broken file
+            raise ModelError(f"{folder}: cannot open the saved ONNX graph: {one_line(exc)}") from None
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length)
+        labels = [str(id2label[str(i)]) for i in range(len(id2label))]
+        return cls(session, tokenizer, labels, max_length=max_length, pad_id=_pad_id(folder, tokenizer, config))
+
+    def prepare(self) -> OnnxClassifier:
+        """Run one text through the graph, so the first real call is as fast as any later one."""
+        self.predict_proba(["warm up"])
+        return self
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Class probabilities, shape ``(len(texts), len(self.labels))``, columns in ``self.labels`` order."""
+        return softmax(self._run(texts, batch_size, [LOGITS])[0])
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
+        return predictions(self.predict_proba(texts, batch_size), self.labels)
+
+    def features_and_logits(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """The classification head's input and the logits, from one pass (see ``TextClassifier``)."""
+        if not self.has_features:
+            raise ModelError("this model's ONNX graph has no 'features' output to read features from")
+        logits, features = self._run(texts, batch_size, [LOGITS, FEATURES])
+        return features, logits
+
+    def _run(self, texts: Sequence[str], batch_size: int, outputs: list[str]) -> list[np.ndarray]:
+        """``outputs`` of the graph for every text, rows in ``texts`` order."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        ids = [encoding.ids for encoding in self.tokenizer.encode_batch(texts)] if texts else []
+        widths = [self._width(name) for name in outputs]
+        results = [np.empty((len(texts), width), dtype=np.float32) for width in widths]
+        for chunk in length_sorted_chunks([len(row) for row in ids], max(1, batch_size), MAX_BATCH_TOKENS):
+            started = time.perf_counter()
+            input_ids, mask = padded_arrays([ids[i] for i in chunk], self.pad_id)
+            values = self.session.run(outputs, {"input_ids": input_ids, "attention_mask": mask})
+            for result, value in zip(results, values, strict=True):
+                result[chunk] = value
+            metrics.observe_inference(len(chunk), time.perf_counter() - started)
+        return results
+
+    def _width(self, output: str) -> int:
+        shape = next(o.shape for o in self.session.get_outputs() if o.name == output)
+        return int(shape[-1]) if isinstance(shape[-1], int) else len(self.labels)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable ({one_line(exc)})") from None
+
+
+def _pad_id(folder: Path, tokenizer: Any, config: dict[str, Any]) -> int:
+    """The padding token's id: position ids of RoBERTa-like models (MPNet) depend on it."""
+    tokenizer_config = folder / "tokenizer_config.json"
+    pad = _read_json(tokenizer_config).get("pad_token") if tokenizer_config.is_file() else None
+    pad = pad.get("content") if isinstance(pad, dict) else pad
+    found = tokenizer.token_to_id(pad) if isinstance(pad, str) else None
+    return int(found if found is not None else config.get("pad_token_id") or 0)
