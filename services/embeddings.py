@@ -24,11 +24,12 @@ whose texts are all cached never loads torch weights.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,6 +97,10 @@ class Embedder:
         precision_key = "" if precision == "float32" else f"{precision}\0"
         self._key_prefix = hashlib.sha256(f"{self.model_id}\0{max_length}\0{precision_key}".encode())
         self._cache = VectorCache.open(Path(cache_dir) / CACHE_FILE) if cache_dir is not None else None
+        # The encoder as an ONNX graph, saved in the cache folder by the first process that loads torch:
+        # later cold processes embed with it without importing torch (see _onnx_encoder).
+        self._graph = graph_path(Path(cache_dir), self.model_id) if cache_dir is not None else None
+        self._onnx: Any = None  # OnnxSentenceEncoder, False when it does not apply, None before the first look
         self._model_lock = threading.Lock()  # fast tokenizers and the model are not thread-safe
         self._loaded: tuple[Any, Any, torch.device] | None = None
         self._fast: Any = None
@@ -181,12 +186,17 @@ class Embedder:
         """Tokenise once, run length-sorted batches with just enough padding, restore the order.
 
         Batches also stop at ``MAX_BATCH_TOKENS`` rows x tokens (long texts go a few at a time)
-        and run through the classifier's inference path: a frozen trace on a CPU, bfloat16
-        where ``precision`` asks for it.
+        and run through the encoder's saved ONNX graph where one serves (see
+        :meth:`_onnx_encoder`), else the classifier's inference path: a frozen trace on a CPU,
+        bfloat16 where ``precision`` asks for it.
         """
+        onnx = self._onnx_encoder()
+        if onnx is not None:
+            ids = onnx.token_ids(texts)
+            return self._run_batches(ids, batch_size, progress, onnx)
         import torch
 
-        from services.training.batching import length_sorted_chunks, pad_batch
+        from services.training.batching import pad_batch
 
         tokenizer, _, device = self._load()
         with self._model_lock:
@@ -198,16 +208,68 @@ class Embedder:
                 return_token_type_ids=False,
             )["input_ids"]
         pad_id = tokenizer.pad_token_id or 0
-        result = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for rows in length_sorted_chunks([len(row) for row in ids], batch_size, MAX_BATCH_TOKENS):
-            input_ids, mask = pad_batch([ids[i] for i in rows], pad_id, device)
+
+        def forward(rows: list[list[int]]) -> np.ndarray:
+            input_ids, mask = pad_batch(rows, pad_id, device)
             mask = torch.ones_like(input_ids) if mask is None else mask
-            with self._model_lock, torch.inference_mode():
-                result[rows] = self._encoder()(input_ids, mask).float().cpu().numpy()
+            with torch.inference_mode():
+                return self._encoder()(input_ids, mask).float().cpu().numpy()
+
+        result = self._run_batches(ids, batch_size, progress, forward)
+        self._save_graph()
+        return result
+
+    def _run_batches(
+        self, ids: list[list[int]], batch_size: int, progress: Any, forward: Callable[[list[list[int]]], np.ndarray]
+    ) -> np.ndarray:
+        from services.training.padding import length_sorted_chunks
+
+        result = np.empty((len(ids), self.dimension), dtype=np.float32)
+        for rows in length_sorted_chunks([len(row) for row in ids], batch_size, MAX_BATCH_TOKENS):
+            with self._model_lock:
+                result[rows] = forward([ids[i] for i in rows])
                 self.stats.batches += 1
                 self.stats.encoded += len(rows)
             progress.update(len(rows))
         return result
+
+    def _onnx_encoder(self) -> Any:
+        """The encoder's ONNX graph, where it gives this embedder's vectors without torch: a graph an
+        earlier process saved in the cache folder, a model folder with ``tokenizer.json``, the CPU,
+        float32. None otherwise."""
+        if self._onnx is None:
+            self._onnx = False
+            if self._graph is not None and self._graph.is_file() and self._graph_applies():
+                from services.training.serving import OnnxSentenceEncoder, model_max_length
+
+                limit = min(self.max_length, model_max_length(self.folder) or self.max_length)
+                try:
+                    self._onnx = OnnxSentenceEncoder.open(self._graph, self.folder, max_length=limit, dense=self.dense)
+                except ModelError as exc:
+                    log.warning("embedding with torch: %s", exc)
+        return self._onnx or None
+
+    def _graph_applies(self) -> bool:
+        from services.training.loading import prefers_bfloat16, resolves_to_cpu
+
+        return (
+            self.precision in ("float32", "auto")
+            and not prefers_bfloat16(self.precision)
+            and (self.folder / "tokenizer.json").is_file()
+            and resolves_to_cpu(self._device_setting)
+            and importlib.util.find_spec("onnxruntime") is not None
+        )
+
+    def _save_graph(self) -> None:
+        """After torch has embedded on a CPU in float32: save the graph the next cold process uses."""
+        if self._graph is None or self._graph.exists() or not self._graph_applies():
+            return
+        from services.training.onnx_runtime import export_sentence_encoder
+
+        tokenizer, model, device = self._load()
+        if device.type == "cpu":
+            with self._model_lock:
+                export_sentence_encoder(model, tokenizer, self._graph)
 
     def _encoder(self) -> Any:
         """The pooled forward pass (traced on a CPU), built once per embedder."""
@@ -301,6 +363,11 @@ def _with_dense(encoder: Any, weight: np.ndarray) -> Any:
         return torch.nn.functional.normalize(pooled @ matrix.to(pooled.device).T, p=2, dim=-1)
 
     return encode
+
+
+def graph_path(cache_dir: Path, model_id: str) -> Path:
+    """Where the encoder of ``model_id`` is kept as an ONNX graph."""
+    return cache_dir / "onnx" / f"{hashlib.sha256(model_id.encode()).hexdigest()[:24]}.onnx"
 
 
 def model_identity(folder: Path) -> str:

@@ -14,7 +14,7 @@ import torch
 
 from services.training.padding import length_sorted_chunks, padded_arrays
 
-__all__ = ["LengthGroupedBatches", "length_sorted_chunks", "mean_pool", "pad_batch"]
+__all__ = ["LengthGroupedBatches", "PooledEmbeddings", "length_sorted_chunks", "mean_pool", "pad_batch"]
 
 # Examples are sorted by length inside windows of this many batches: small enough that
 # batch membership still changes from epoch to epoch, large enough that padding is tiny.
@@ -82,3 +82,17 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
     return torch.nn.functional.normalize(pooled, p=2, dim=-1)
+
+
+class PooledEmbeddings(torch.nn.Module):
+    """An encoder's masked mean of token vectors, L2-normalised in float32 (sentence-transformers' pooling)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled.float(), p=2, dim=-1)

@@ -22,7 +22,7 @@ import torch
 
 from services import metrics
 from services.errors import ConfigError, ModelError, one_line
-from services.training.batching import length_sorted_chunks, pad_batch
+from services.training.batching import PooledEmbeddings, length_sorted_chunks, pad_batch
 from services.training.folders import check_weights_format, resolve_device
 from services.training.probes import CHECK_TEXTS, PROBE_TEXTS, LogitsOnly
 from services.training.serving import MAX_BATCH_TOKENS, Prediction, predictions
@@ -351,20 +351,6 @@ def traced_for_inference(
 # -- sentence embeddings ------------------------------------------------------------------------
 
 
-class _PooledEmbeddings(torch.nn.Module):
-    """An encoder's masked mean of token vectors, L2-normalised in float32 (sentence-transformers' pooling)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled.float(), p=2, dim=-1)
-
-
 # (atol, rtol) within which a traced encoder must give the eager one's unit vectors.
 EMBEDDING_TOLERANCE = (1e-4, 1e-3)
 
@@ -382,7 +368,7 @@ def fast_sentence_encoder(
         tolerance = (0.02, 0.02)
     else:
         tolerance = EMBEDDING_TOLERANCE
-    pooled = _PooledEmbeddings(model).eval()
+    pooled = PooledEmbeddings(model).eval()
     if device.type != "cpu":
         return pooled
 

@@ -58,10 +58,10 @@ def _saved_graph_serves(folder: Path, *, device: str, quantize: bool, runtime: s
         return False
     if runtime == "onnx":
         return True
-    return _resolves_to_cpu(device) and precision in ("float32", "auto") and not _prefers_bfloat16(precision)
+    return resolves_to_cpu(device) and precision in ("float32", "auto") and not prefers_bfloat16(precision)
 
 
-def _resolves_to_cpu(device: str) -> bool:
+def resolves_to_cpu(device: str) -> bool:
     """Whether ``device`` means the CPU, decided without importing torch where it can be."""
     if device == "cpu":
         return True
@@ -83,7 +83,7 @@ def _torch_is_cpu_build() -> bool:
         return True
 
 
-def _prefers_bfloat16(precision: str) -> bool:
+def prefers_bfloat16(precision: str) -> bool:
     """``precision="auto"`` means bfloat16 on a CPU with native bfloat16 arithmetic (see inference.py)."""
     if precision != "auto":
         return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from services.errors import ConfigError, ModelError, one_line
+from services.training.batching import PooledEmbeddings
 from services.training.probes import CHECK_TEXTS, PROBE_TEXTS, LogitsOnly
 
 log = logging.getLogger(__name__)
@@ -152,39 +154,68 @@ def export_serving_graph(model: torch.nn.Module, tokenizer, folder: Path) -> boo
     """Write ``folder/model.onnx``: the classifier's logits (and, where it has a ``classifier``
     head, that head's input as ``features``) for :class:`~services.training.serving.OnnxClassifier`.
 
-    Checked before it is written: on texts the export did not see, ONNX Runtime must give the
-    torch model's logits. Returns False, with the reason logged, where the model does not
-    export or disagrees; the folder then serves through torch as before.
+    Returns False, with the reason logged, where the model does not export or the graph
+    disagrees with it (see :func:`_checked_graph`); the folder then serves through torch.
     """
     from services.training.serving import FEATURES, LOGITS, SERVING_GRAPH
 
+    model = model.eval()
+    with_features = isinstance(getattr(model, "classifier", None), torch.nn.Module)
+    module = _LogitsAndFeatures(model) if with_features else LogitsOnly(model)
+    outputs = (LOGITS, FEATURES) if with_features else (LOGITS,)
+    graph = _checked_graph(module, LogitsOnly(model), tokenizer, outputs, type(model).__name__)
+    if graph is not None:
+        (Path(folder) / SERVING_GRAPH).write_bytes(graph)
+    return graph is not None
+
+
+def export_sentence_encoder(model: torch.nn.Module, tokenizer, path: Path) -> bool:
+    """Write an encoder's mean-pooled unit vectors (``embeddings``) as an ONNX graph at ``path``, for
+    :class:`~services.training.serving.OnnxSentenceEncoder`; False (reason logged) where it cannot."""
+    from services.training.serving import EMBEDDINGS
+
+    module = PooledEmbeddings(model.eval()).eval()
+    graph = _checked_graph(module, module, tokenizer, (EMBEDDINGS,), type(model).__name__)
+    if graph is None:
+        return False
+    path = Path(path)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # another process may be reading the cache
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp.write_bytes(graph)
+        os.replace(temp, path)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        log.warning("cannot save the encoder's ONNX graph at %s: %s", path, one_line(exc))
+        return False
+    return True
+
+
+def _checked_graph(
+    module: torch.nn.Module, reference: torch.nn.Module, tokenizer, outputs: tuple[str, ...], name: str
+) -> bytes | None:
+    """``module`` exported to ONNX, or None where it does not export or where ONNX Runtime does not
+    give ``reference``'s output (the graph's first) on texts the export did not see."""
     try:
         import onnxruntime
     except ImportError:
-        log.info("no serving graph saved: onnxruntime is not installed")
-        return False
-    model = model.eval()
-    device = next(model.parameters()).device
-    head = getattr(model, "classifier", None)
-    module, outputs = (
-        (_LogitsAndFeatures(model), (LOGITS, FEATURES))
-        if isinstance(head, torch.nn.Module)
-        else (LogitsOnly(model), (LOGITS,))
-    )
+        log.info("no ONNX graph saved: onnxruntime is not installed")
+        return None
+    device = next(module.parameters()).device
     probe = tokenizer(PROBE_TEXTS, padding=True, return_tensors="pt", return_token_type_ids=False).to(device)
     check = tokenizer(CHECK_TEXTS, padding=True, return_tensors="np", return_token_type_ids=False)
     try:
         graph = _export(module.eval(), probe["input_ids"], probe["attention_mask"], outputs)
         session = onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
-        actual = session.run([LOGITS], {"input_ids": check["input_ids"], "attention_mask": check["attention_mask"]})[0]
+        feed = {"input_ids": check["input_ids"], "attention_mask": check["attention_mask"]}
+        actual = session.run([outputs[0]], feed)[0]
         with torch.inference_mode():
-            inputs = {key: torch.from_numpy(value).to(device) for key, value in check.items()}
-            expected = model(**inputs).logits.float().cpu().numpy()
+            tensors = [torch.from_numpy(feed[key]).to(device) for key in ("input_ids", "attention_mask")]
+            expected = reference(*tensors).float().cpu().numpy()
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types for unsupported models
-        log.warning("no serving graph saved: cannot export %s to ONNX: %s", type(model).__name__, one_line(exc))
-        return False
+        log.warning("no ONNX graph saved: cannot export %s: %s", name, one_line(exc))
+        return None
     if not np.allclose(expected, actual, atol=1e-4, rtol=1e-3):
-        log.warning("no serving graph saved: the ONNX export of %s disagrees with it", type(model).__name__)
-        return False
-    (Path(folder) / SERVING_GRAPH).write_bytes(graph)
-    return True
+        log.warning("no ONNX graph saved: the ONNX export of %s disagrees with it", name)
+        return None
+    return graph

@@ -30,7 +30,8 @@ from services.training.padding import length_sorted_chunks, padded_arrays
 log = logging.getLogger(__name__)
 
 SERVING_GRAPH = "model.onnx"  # beside model.safetensors in a classifier folder
-LOGITS, FEATURES = "logits", "features"  # the graph's outputs
+LOGITS, FEATURES = "logits", "features"  # the classifier graph's outputs
+EMBEDDINGS = "embeddings"  # the sentence-encoder graph's output
 # Rows x tokens of one forward pass at most: 64 sentences of PhraseBank length fit, 512-token
 # texts go 8 at a time (on a 2-core CPU 20-30% faster than 64 at a time; BENCHMARKS.md).
 MAX_BATCH_TOKENS = 4096
@@ -94,28 +95,15 @@ class OnnxClassifier:
     @classmethod
     def from_folder(cls, path: str | Path, *, max_length: int = 128, threads: int | None = None) -> OnnxClassifier:
         """Open ``path/model.onnx`` with the folder's tokenizer and labels."""
-        import onnxruntime
-        from tokenizers import Tokenizer
-
         folder = Path(path)
         config = _read_json(folder / "config.json")
         id2label = config.get("id2label") or {}
         if not id2label:
             raise ModelError(f"{folder}: not a classifier (config.json has no id2label)")
-        try:
-            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's choice (the physical cores)
-            options.log_severity_level = 3  # errors only
-            session = onnxruntime.InferenceSession(
-                str(folder / SERVING_GRAPH), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # noqa: BLE001 - both libraries raise their own types for a broken file
-            raise ModelError(f"{folder}: cannot open the saved ONNX graph: {one_line(exc)}") from None
-        tokenizer.no_padding()
-        tokenizer.enable_truncation(max_length)
+        session = open_session(folder / SERVING_GRAPH, threads)
+        tokenizer, pad_id = folder_tokenizer(folder, max_length)
         labels = [str(id2label[str(i)]) for i in range(len(id2label))]
-        return cls(session, tokenizer, labels, max_length=max_length, pad_id=_pad_id(folder, tokenizer, config))
+        return cls(session, tokenizer, labels, max_length=max_length, pad_id=pad_id)
 
     def prepare(self) -> OnnxClassifier:
         """Run one text through the graph, so the first real call is as fast as any later one."""
@@ -156,6 +144,70 @@ class OnnxClassifier:
         return int(shape[-1]) if isinstance(shape[-1], int) else len(self.labels)
 
 
+class OnnxSentenceEncoder:
+    """An encoder's mean-pooled unit vectors from a saved graph (``onnx_runtime.export_sentence_encoder``),
+    with the model folder's tokenizer: what ``services.embeddings.Embedder`` runs without torch."""
+
+    def __init__(self, session: Any, tokenizer: Any, pad_id: int, dense: np.ndarray | None = None) -> None:
+        self.session = session
+        self.tokenizer = tokenizer
+        self.pad_id = pad_id
+        self.dense = dense  # a sentence-transformers Dense module's (out, in) weight, applied after pooling
+
+    @classmethod
+    def open(
+        cls, graph: Path, folder: Path, *, max_length: int, dense: np.ndarray | None = None, threads: int | None = None
+    ) -> OnnxSentenceEncoder:
+        session = open_session(graph, threads)
+        tokenizer, pad_id = folder_tokenizer(folder, max_length)
+        return cls(session, tokenizer, pad_id, dense)
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))] if texts else []
+
+    def __call__(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """Unit vectors of one batch of token ids, ``(len(ids), dim)`` float32."""
+        input_ids, mask = padded_arrays(ids, self.pad_id)
+        vectors = self.session.run([EMBEDDINGS], {"input_ids": input_ids, "attention_mask": mask})[0]
+        if self.dense is None:
+            return vectors
+        mapped = vectors @ self.dense.T  # normalised again: the map is scale-free after it
+        return mapped / np.maximum(np.linalg.norm(mapped, axis=1, keepdims=True), 1e-12)
+
+
+def open_session(graph: Path, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session on ``graph``; a one-line ModelError where it cannot be opened."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's choice (the physical cores)
+    options.log_severity_level = 3  # errors only
+    try:
+        return onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types for a broken file
+        raise ModelError(f"{graph}: cannot open the saved ONNX graph: {one_line(exc)}") from None
+
+
+def folder_tokenizer(folder: Path, max_length: int) -> tuple[Any, int]:
+    """The folder's ``tokenizer.json`` truncating at ``max_length`` without padding, and the padding id."""
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    except Exception as exc:  # noqa: BLE001 - tokenizers raises its own exception type
+        raise ModelError(f"{folder}: cannot read tokenizer.json: {one_line(exc)}") from None
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    return tokenizer, _pad_id(folder, tokenizer)
+
+
+def model_max_length(folder: Path) -> int | None:
+    """``model_max_length`` of the folder's tokenizer config, where it is a real limit."""
+    path = folder / "tokenizer_config.json"
+    limit = _read_json(path).get("model_max_length") if path.is_file() else None
+    return limit if isinstance(limit, int) and 0 < limit < 1_000_000 else None
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -163,10 +215,13 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise ModelError(f"{path}: unreadable ({one_line(exc)})") from None
 
 
-def _pad_id(folder: Path, tokenizer: Any, config: dict[str, Any]) -> int:
+def _pad_id(folder: Path, tokenizer: Any) -> int:
     """The padding token's id: position ids of RoBERTa-like models (MPNet) depend on it."""
     tokenizer_config = folder / "tokenizer_config.json"
     pad = _read_json(tokenizer_config).get("pad_token") if tokenizer_config.is_file() else None
     pad = pad.get("content") if isinstance(pad, dict) else pad
     found = tokenizer.token_to_id(pad) if isinstance(pad, str) else None
-    return int(found if found is not None else config.get("pad_token_id") or 0)
+    if found is not None:
+        return int(found)
+    config = folder / "config.json"
+    return int((_read_json(config).get("pad_token_id") if config.is_file() else None) or 0)

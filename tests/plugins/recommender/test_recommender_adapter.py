@@ -65,6 +65,10 @@ def test_saved_adapter_is_applied_by_the_embedder_and_sentence_transformers(tmp_
     assert not np.allclose(ours, plain, atol=1e-2)
     theirs = SentenceTransformer(str(folder), device="cpu").encode(texts, normalize_embeddings=True)
     assert np.allclose(ours, theirs, atol=1e-4)
+    # The ONNX graph saved by a first embedder serves the next one with the Dense map applied too.
+    Embedder(str(folder), device="cpu", cache_dir=tmp_path / "cache").encode(texts[:1])
+    cold = Embedder(str(folder), device="cpu", cache_dir=tmp_path / "cache")
+    assert np.allclose(cold.encode(texts), ours, atol=1e-5) and not cold.is_loaded
 
 
 @pytest.mark.slow
