@@ -43,9 +43,13 @@ Duration = Annotated[
 
 
 class Section(BaseModel):
-    """A config section: unknown keys are errors, so typos are caught at start-up."""
+    """A config section: unknown keys are errors, so typos are caught at start-up.
 
-    model_config = ConfigDict(extra="forbid")
+    ``defer_build``: a section's validator is built when first used, not at import (every
+    command imports all of them; ``suite --help`` uses few).
+    """
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class PreprocessingConfig(Section):

@@ -80,7 +80,7 @@ class HttpConfig(Section):
 class PluginSettings(BaseModel):
     """One ``[plugins.<name>]`` table: ``enabled`` plus the plugin's own options."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     enabled: bool = True
     backbone: str | None = Field(None, description="overrides the suite backbone for this plugin")
 

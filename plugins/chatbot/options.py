@@ -16,7 +16,7 @@ SAMPLE_DIR = Path(__file__).parent / "data"
 class ChatbotOptions(BaseModel):
     """Every default runs on a laptop with the sample data shipped in ``plugins/chatbot/data``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     # -- data ---------------------------------------------------------------------------
     data: str | None = Field(None, description="intent training data (CSV or JSONL with text,label); None: sample")

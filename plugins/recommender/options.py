@@ -14,7 +14,7 @@ class RankingWeights(BaseModel):
     carries warm items, text and BM25 carry the ones nobody has touched yet.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     text: float = Field(0.5, ge=0, description="cosine of the item to the user's profile vector")
     collaborative: float = Field(1.0, ge=0, description="item-item co-occurrence with the user's history")
@@ -32,7 +32,7 @@ class TrainingOptions(BaseModel):
     stops when recall@``validation_k`` on held-back items stops improving.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     history_window: int = Field(5, ge=1, description="pairs each chosen item makes with the items just before it")
     pairs_per_user: int = Field(
@@ -79,7 +79,7 @@ class TrainingOptions(BaseModel):
 
 
 class RecommenderOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     items_file: str | None = Field(None, description="items CSV/JSONL for 'suite train'; default the sample")
     interactions_file: str | None = Field(None, description="interactions CSV/JSONL; default the sample")

@@ -41,7 +41,7 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class WatchEntity(Strict):

@@ -240,16 +240,19 @@ def test_the_scheduled_job_runs_the_monitor(trained_context) -> None:
     assert [j for j in trained_context({"schedule_minutes": 0}).jobs() if j.plugin == "sentiment"] == []
 
 
-def test_the_onnx_inference_runtime_scores_as_torch_does(trained_context) -> None:
-    texts = ["Profit fell sharply and the outlook was cut.", "Sales rose 12% on strong demand.", "The AGM is in May."]
-    exact = score_texts(trained_context(training={"inference_precision": "float32"}), texts)
-    onnx_ctx = trained_context(training={"num_threads": 1, "device": "cpu", "inference_runtime": "onnx"})
-    onnx = score_texts(onnx_ctx, texts)
-    assert [b.label for b in onnx] == [a.label for a in exact]
-    assert [b.score for b in onnx] == pytest.approx([a.score for a in exact], abs=1e-5)
+def test_the_saved_onnx_graph_scores_as_torch_does_and_serves_by_default_on_a_cpu(trained_context) -> None:
     from plugins.sentiment.model import load_classifier
 
-    assert load_classifier(onnx_ctx).runtime == "onnx" and load_classifier(trained_context()).runtime == "torch"
+    texts = ["Profit fell sharply and the outlook was cut.", "Sales rose 12% on strong demand.", "The AGM is in May."]
+    torch_ctx = trained_context(training={"inference_precision": "float32", "inference_runtime": "torch"})
+    exact = score_texts(torch_ctx, texts)
+    for runtime in ("onnx", "auto"):
+        onnx_ctx = trained_context(training={"num_threads": 1, "device": "cpu", "inference_runtime": runtime})
+        onnx = score_texts(onnx_ctx, texts)
+        assert [b.label for b in onnx] == [a.label for a in exact]
+        assert [b.score for b in onnx] == pytest.approx([a.score for a in exact], abs=1e-5)
+        assert type(load_classifier(onnx_ctx)).__name__ == "OnnxClassifier"
+    assert load_classifier(torch_ctx).runtime == "torch"
 
 
 def test_bfloat16_scoring_gives_the_float32_labels(trained_context) -> None:
