@@ -9,9 +9,6 @@ from datetime import datetime, timedelta
 from statistics import NormalDist
 from typing import Any
 
-from scipy.stats import betabinom
-from scipy.stats import t as student_t
-
 from plugins.sentiment.aggregation import NEGATIVE, Comparison, ScoredDocument, Subject, WindowStats, zscore
 from plugins.sentiment.options import FlipParams, RuleConfig, SpikeParams, ThresholdParams
 
@@ -69,6 +66,8 @@ def negative_surprise(current: WindowStats, baseline: WindowStats) -> float:
     """
     if not current.volume:
         return 0.0
+    from scipy.stats import betabinom  # scipy.stats takes a second to import: only where a rule runs
+
     tail = betabinom.sf(
         current.negatives - 1,
         current.volume,
@@ -92,6 +91,8 @@ def welch_z(current: WindowStats, baseline: WindowStats) -> float:
     if sum(parts) <= 0:
         return math.inf if difference > 0 else 0.0
     freedom = sum(parts) ** 2 / sum(part**2 / (w.volume - 1) for part, w in zip(parts, windows, strict=True))
+    from scipy.stats import t as student_t
+
     return _tail_to_z(float(student_t.sf(difference / math.sqrt(sum(parts)), freedom)))
 
 
