@@ -75,6 +75,12 @@ class TrainingOptions(BaseModel):
     hard_negatives: bool = Field(
         True, description="adapter: one more negative per pair, a near item the user did not choose, mined each epoch"
     )
+    encoder_hard_negatives: bool = Field(
+        False,
+        description="transformer epochs: each pair also gets a near item its user did not choose, mined from the "
+        "current model at the start of the epoch (one catalogue embedding per epoch; not measured at scale yet, "
+        "so off by default)",
+    )
     seed: int = 42
 
 

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plugins.recommender.adapter import AdapterResult, adapt, save_adapter, train_adapter
+from plugins.recommender.adapter import AdapterResult, adapt, mine_hard_negatives, save_adapter, train_adapter
 from plugins.recommender.options import RecommenderOptions, TrainingOptions
 from services.training import TextPair, TrainResult, split_train_validation
 from suite.errors import DataError
@@ -50,22 +50,30 @@ MIN_PAIRS = 4
 MIN_VALIDATION_USERS = 5
 
 
-def build_pairs(
+def sample_pairs(
     histories: Mapping[str, Sequence[str]], texts: Mapping[str, str], options: TrainingOptions, epoch: int = 0
-) -> list[TextPair]:
-    """(earlier item, later item) text pairs from ordered histories: at most ``pairs_per_user``
-    per user, ``max_pairs`` in all, sampled anew for each ``epoch``."""
+) -> list[tuple[str, str, str]]:
+    """(user, earlier item, later item) from ordered histories: at most ``pairs_per_user`` per
+    user, ``max_pairs`` in all, sampled anew for each ``epoch``."""
     rng = random.Random(f"{options.seed}:{epoch}")
-    pairs: list[tuple[str, str]] = []
+    pairs: list[tuple[str, str, str]] = []
     for user in sorted(histories):
         items = [item for item in dict.fromkeys(histories[user]) if texts.get(item)]
         window = options.history_window
-        mine = [(items[j], items[i]) for i in range(1, len(items)) for j in range(max(0, i - window), i)]
+        mine = [(user, items[j], items[i]) for i in range(1, len(items)) for j in range(max(0, i - window), i)]
         pairs.extend(rng.sample(mine, options.pairs_per_user) if len(mine) > options.pairs_per_user else mine)
     if len(pairs) > options.max_pairs:
         pairs = rng.sample(pairs, options.max_pairs)
     rng.shuffle(pairs)
-    return [TextPair(texts[query], texts[positive]) for query, positive in pairs]
+    return pairs
+
+
+def build_pairs(
+    histories: Mapping[str, Sequence[str]], texts: Mapping[str, str], options: TrainingOptions, epoch: int = 0
+) -> list[TextPair]:
+    """The text pairs of :func:`sample_pairs`."""
+    sampled = sample_pairs(histories, texts, options, epoch)
+    return [TextPair(texts[query], texts[positive]) for _, query, positive in sampled]
 
 
 def validation_split(histories: Mapping[str, Sequence[str]], options: TrainingOptions) -> Split | None:
@@ -200,6 +208,22 @@ def fit_adapter(
     return train_adapter(vectors, rows, training, score, progress=progress)
 
 
+def mined_negatives(
+    vectors: np.ndarray, ids: Sequence[str], sampled: Sequence[tuple[str, str, str]], histories, seed: int
+) -> list[str | None]:
+    """Per sampled (user, query, positive): one of the query's nearest items (``vectors``, rows in
+    ``ids`` order) that the user never chose; None where none is left."""
+    import numpy as np
+
+    row = {item: i for i, item in enumerate(ids)}
+    users = sorted({user for user, _, _ in sampled})
+    position = {user: i for i, user in enumerate(users)}
+    seen = [{row[item] for item in histories[user] if item in row} for user in users]
+    triples = np.array([[position[u], row[q], row[p]] for u, q, p in sampled], dtype=np.int64).reshape(-1, 3)
+    rows = mine_hard_negatives(vectors, triples, seen, np.random.default_rng(seed))
+    return [ids[r] if r >= 0 else None for r in rows.tolist()]
+
+
 class _EpochRun:
     """The epochs of one fine-tuning: train, score on validation, keep the best, stop when it stalls."""
 
@@ -218,6 +242,19 @@ class _EpochRun:
         self.last: TrainResult | None = None
         self.started = time.perf_counter()
 
+    def _pairs(self, sampled: list[tuple[str, str, str]], model: str, epoch: int) -> list[TextPair]:
+        """The epoch's text pairs; with ``encoder_hard_negatives``, each with a negative mined from ``model``."""
+        texts = self.texts
+        negatives: list[str | None] = [None] * len(sampled)
+        if self.training.encoder_hard_negatives:
+            ids = sorted(texts)
+            vectors = _encoder(self.ctx, model)([texts[item] for item in ids])
+            negatives = mined_negatives(vectors, ids, sampled, self.histories, self.training.seed + epoch)
+        return [
+            TextPair(texts[query], texts[positive], texts[negative] if negative else None)
+            for (_, query, positive), negative in zip(sampled, negatives, strict=True)
+        ]
+
     def run(self, progress: bool) -> TrainResult | None:
         """The best epoch's result (None: the backbone is best)."""
         from tqdm.auto import tqdm
@@ -233,8 +270,9 @@ class _EpochRun:
         try:
             for epoch in range(epochs):
                 fraction = min(1.0, training.epochs - epoch)
-                pairs = build_pairs(self.histories, self.texts, training, epoch)
-                pairs = pairs[: max(MIN_PAIRS, round(len(pairs) * fraction))]
+                sampled = sample_pairs(self.histories, self.texts, training, epoch)
+                sampled = sampled[: max(MIN_PAIRS, round(len(sampled) * fraction))]
+                pairs = self._pairs(sampled, model, epoch)
                 started = time.perf_counter()
                 result = self._train(model, pairs, epoch, progress)
                 seconds = time.perf_counter() - started

@@ -25,10 +25,13 @@ class LabeledText:
 
 @dataclass(frozen=True)
 class TextPair:
-    """One bi-encoder training pair: a query and the passage that answers it."""
+    """One bi-encoder training pair: a query and the passage that answers it, and optionally a hard
+    negative (a passage close to the query that does not answer it), ranked below the positive
+    together with the batch's other positives."""
 
     query: str
     positive: str
+    negative: str | None = None
 
 
 Row = TypeVar("Row", LabeledText, TextPair)

@@ -72,3 +72,29 @@ def test_an_mpnet_backbone_trains_a_biencoder(engine, mpnet, tmp_path):
         mpnet, pairs, None, dict(QUICK, max_steps=3), output_dir=tmp_path / "b", progress=False
     )
     assert (result.model_dir / "modules.json").is_file() and result.steps == 3
+
+
+def test_hard_negatives_join_the_in_batch_negatives_except_where_they_are_a_positive(engine, mpnet, tmp_path):
+    from services.training.params import resolve_params
+    from services.training.tasks.biencoder import BiencoderTask
+    from suite.config import TrainingConfig
+
+    texts = INTENTS["weather"][:4]
+    music = INTENTS["music"][:4]
+    plain = [TextPair(a, b) for a, b in zip(texts, texts[1:] + texts[:1], strict=True)]
+    # Pair 0's negative is pair 1's positive: a false negative for pair 1, so masked there only.
+    hard = [TextPair(p.query, p.positive, music[i] if i else plain[1].positive) for i, p in enumerate(plain)]
+    params = resolve_params(TrainingConfig(), dict(QUICK, batch_size=4), "biencoder")
+    tasks = [BiencoderTask.create(mpnet, pairs, None, params, torch.device("cpu")) for pairs in (plain, hard)]
+    batch = np.arange(4)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        queries = tasks[1]._embed([tasks[1].query_ids[i] for i in batch])
+        scores = tasks[1]._negative_scores(queries, batch, torch.from_numpy(tasks[1].positive_keys[batch]))
+        assert scores.shape == (4, 4) and torch.isinf(scores).nonzero().tolist() == [[1, 0]]
+        assert tasks[0]._negative_scores(queries, batch, torch.zeros(4)).shape == (4, 0)
+        assert tasks[1].loss(batch) > tasks[0].loss(batch)  # more to rank below each positive
+    result = engine.train_biencoder(
+        mpnet, hard, None, dict(QUICK, max_steps=2), output_dir=tmp_path / "h", progress=False
+    )
+    assert result.steps == 2 and np.isfinite(result.history[-1]["train_loss"])

@@ -22,7 +22,8 @@ from services.training.task import sample_indices, tokenize_texts
 
 class BiencoderTask:
     """Bi-encoder: mean-pooled, L2-normalised embeddings; multiple-negatives ranking loss
-    (each query against its positive and the other positives of the batch)."""
+    (each query against its positive, the other positives of the batch, and the batch's hard
+    negatives where pairs carry them)."""
 
     kind = "biencoder"
     has_head = False
@@ -40,9 +41,14 @@ class BiencoderTask:
         self.pad_to = params.max_length if params.padding == "max_length" else None
         self.query_ids = tokenize_texts(tokenizer, [pair.query for pair in pairs], params.max_length)
         self.positive_ids = tokenize_texts(tokenizer, [pair.positive for pair in pairs], params.max_length)
-        # Identical texts inside a batch are not negatives of each other.
+        negatives = [pair.negative or "" for pair in pairs]
+        self.negative_ids = tokenize_texts(tokenizer, negatives, params.max_length) if any(negatives) else None
+        # Identical texts inside a batch are not negatives of each other (a hard negative that is
+        # another pair's positive, or this query's own positive, is left out for that query).
         self.query_keys = _text_keys([pair.query for pair in pairs])
-        self.positive_keys = _text_keys([pair.positive for pair in pairs])
+        passage_keys = _text_keys([pair.positive for pair in pairs] + negatives)
+        self.positive_keys = passage_keys[: len(pairs)]
+        self.negative_keys = np.where([bool(text) for text in negatives], passage_keys[len(pairs) :], -1)
         self.lengths = [len(q) + len(p) for q, p in zip(self.query_ids, self.positive_ids, strict=True)]
         self.pairs = list(pairs)
         self.validation = list(validation) if validation else None
@@ -85,10 +91,20 @@ class BiencoderTask:
         conflict.fill_diagonal_(False)
         scores = scores.masked_fill(conflict.to(self.device), float("-inf"))
         target = torch.arange(len(batch), device=self.device)
-        loss = F.cross_entropy(scores, target)
-        if self.symmetric:
+        loss = F.cross_entropy(torch.cat([scores, self._negative_scores(queries, batch, p_keys)], dim=1), target)
+        if self.symmetric:  # positives against the queries: the hard negatives are no query's answer
             loss = (loss + F.cross_entropy(scores.T, target)) / 2
         return loss
+
+    def _negative_scores(self, queries: torch.Tensor, batch: np.ndarray, p_keys: torch.Tensor) -> torch.Tensor:
+        """Each query against the batch's hard negatives, ``(len(batch), negatives)`` (none: zero columns)."""
+        rows = [i for i in batch if self.negative_keys[i] >= 0] if self.negative_ids is not None else []
+        if not rows:
+            return queries.new_empty((len(batch), 0))
+        negatives = self._embed([self.negative_ids[i] for i in rows], self.pad_to)
+        n_keys = torch.from_numpy(self.negative_keys[rows])
+        scores = queries @ negatives.T * self.scale
+        return scores.masked_fill((p_keys[:, None] == n_keys[None, :]).to(self.device), float("-inf"))
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         ids = tokenize_texts(self.tokenizer, texts, self.max_length)

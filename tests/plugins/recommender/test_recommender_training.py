@@ -40,3 +40,22 @@ def test_validation_items_never_train_and_keep_history_order():
         items == [i for i in histories[user] if i not in split.candidates] for user, items in split.train.items()
     )
     assert split.test and all(held <= split.candidates for held in split.test.values())
+
+
+def test_mined_negatives_are_near_the_query_and_never_chosen_by_its_user():
+    import numpy as np
+
+    from plugins.recommender.training import mined_negatives, sample_pairs
+
+    histories, texts = histories_and_texts()
+    ids = sorted(texts, key=lambda item: int(item[1:]))
+    # Items on a circle: an item's nearest ones are its neighbours by number.
+    angles = np.array([int(item[1:]) for item in ids]) * 2 * np.pi / len(ids)
+    vectors = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    sampled = sample_pairs({"light": histories["light"]}, texts, TrainingOptions(history_window=2))
+    negatives = mined_negatives(vectors, ids, sampled, histories, seed=0)
+    assert len(negatives) == len(sampled) == 3
+    for (user, query, _), negative in zip(sampled, negatives, strict=True):
+        assert negative is not None and negative not in histories[user]
+        gap = abs(int(negative[1:]) - int(query[1:]))
+        assert min(gap, 60 - gap) <= 12  # among the query's nearest items, not anywhere on the circle
