@@ -75,7 +75,8 @@ def hyperfine(commands: list[tuple[str, str]], runs: int, env: dict[str, str], d
             argv += ["--prepare", forget_vectors if name.removesuffix(" (baseline)") in FRESH_QUERY else "true"]
         for name, command in commands:
             argv += ["--command-name", name, command]
-        subprocess.run(argv, env=env, check=True)
+        # Outside both checkouts: `python -m` puts the working directory first on sys.path.
+        subprocess.run(argv, env=env, check=True, cwd=data_dir.parent)
         return json.loads(Path(export.name).read_text())["results"]
 
 
