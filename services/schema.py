@@ -30,7 +30,7 @@ adds its history to :func:`service_histories`; a plugin returns its history from
 
 Write the table definitions of your store and the revisions in the same change; the
 test ``tests/core/test_core_schema.py`` fails when a history's head does not create
-exactly the tables the code declares (pass them as ``metadata``). A baseline revision
+exactly the tables the code declares (pass them as ``metadata="mypackage.store:metadata"``). A baseline revision
 (``down_revision = None``) should create each table only if it is missing
 (:func:`table_missing`): then a database made by ``create_all`` before the package had
 migrations is adopted, not recreated.
@@ -79,20 +79,31 @@ class MigrationHistory:
         ``create_all``; when one exists without a version table, the database is an
         existing one to upgrade rather than a fresh one to create.
     :param metadata: the tables the code declares, for the check that the head
-        revision creates exactly them (tests only; optional).
+        revision creates exactly them (tests only; optional): a ``MetaData``, or
+        ``"module:attribute"`` naming one, imported only by that check (so a command
+        that reads the history's folder never imports the store behind it).
     """
 
     name: str
     directory: Path
     database: DatabaseRole = "main"
     legacy_tables: tuple[str, ...] = ()
-    metadata: MetaData | None = field(default=None, compare=False, repr=False)
+    metadata: MetaData | str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not NAME.match(self.name):
             raise ConfigError(f"migration history name {self.name!r}: use 1-41 lowercase letters, digits or '_'")
         if not Path(self.directory).is_dir():
             raise ConfigError(f"migration history {self.name}: no folder {self.directory}")
+
+    def declared_metadata(self) -> MetaData | None:
+        """``metadata``, imported first where it is given as ``"module:attribute"``."""
+        if not isinstance(self.metadata, str):
+            return self.metadata
+        from importlib import import_module
+
+        module, _, attribute = self.metadata.partition(":")
+        return getattr(import_module(module), attribute)
 
     @property
     def version_table(self) -> str:
@@ -294,8 +305,26 @@ def _unknown_message(statuses: Sequence[HistoryStatus]) -> str:
 
 
 def service_histories() -> list[MigrationHistory]:
-    """The shared services' own histories; the core adds each enabled plugin's (``suite_migrations``)."""
-    from services.outbox.migrations import HISTORY as alert_outbox
-    from services.scheduling.migrations import HISTORY as scheduling
+    """The shared services' own histories; the core adds each enabled plugin's (``suite_migrations``).
 
-    return [scheduling, alert_outbox]
+    Declared here by folder, not imported from the services' packages: reading a history must not
+    import the scheduler or the alert sinks (a one-shot command only checks the version tables).
+    """
+    services = Path(__file__).parent
+    return [
+        MigrationHistory(
+            "scheduling",
+            services / "scheduling" / "migrations",
+            database="jobstore",
+            legacy_tables=("job_runs",),
+            metadata="services.scheduling.runlog:metadata",
+        ),
+        MigrationHistory(
+            "alert_outbox", services / "outbox" / "migrations", metadata="services.outbox:outbox_metadata"
+        ),
+    ]
+
+
+def service_history(name: str) -> MigrationHistory:
+    """One of :func:`service_histories` by name."""
+    return next(history for history in service_histories() if history.name == name)

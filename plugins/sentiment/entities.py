@@ -7,9 +7,14 @@ tickers. Multi-word aliases match in any case, one-word aliases as written.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import json
+import os
 import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Protocol
 
 from plugins.sentiment.options import WatchEntity
@@ -78,12 +83,36 @@ def alias_tokens(alias: str) -> list[str]:
     return [token.text for token in _tokenizer()(alias)]
 
 
-def alias_pattern(alias: str) -> list[dict[str, str]]:
-    """Token patterns for an alias: multi-word ones ignore case, one-word ones keep it.
+def cached_alias_tokens(aliases: Sequence[str], cache_dir: Path | None) -> dict[str, list[str]]:
+    """:func:`alias_tokens` of each alias, kept in ``cache_dir`` per watchlist and spaCy version: building
+    spaCy's English tokenizer takes a third of a second that a one-shot command need not pay again."""
+    aliases = sorted(set(aliases))
+    if cache_dir is None:
+        return {alias: alias_tokens(alias) for alias in aliases}
+    key = hashlib.sha256(json.dumps([importlib.metadata.version("spacy"), aliases]).encode()).hexdigest()[:24]
+    path = Path(cache_dir) / "entity-patterns" / f"{key}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    tokens = {alias: alias_tokens(alias) for alias in aliases}
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:  # atomically: another process may read it at any time; failing only costs speed
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp.write_text(json.dumps(tokens), encoding="utf-8")
+        os.replace(temp, path)
+    except OSError:
+        temp.unlink(missing_ok=True)
+    return tokens
+
+
+def alias_pattern(alias: str, tokens: Sequence[str] | None = None) -> list[dict[str, str]]:
+    """Token patterns for an alias (``tokens``: its :func:`alias_tokens`, if known): multi-word ones
+    ignore case, one-word ones keep it.
 
     ``northwind bank`` is unambiguous in any case; ``Apple`` must not match the fruit.
     """
-    tokens = alias_tokens(alias)
+    tokens = alias_tokens(alias) if tokens is None else tokens
     if len(tokens) == 1:
         return [{"ORTH": tokens[0]}]
     return [{"LOWER": token.lower()} for token in tokens]
@@ -107,8 +136,11 @@ class EntityLinker:
                 else:
                     self.by_alias[normalise_name(alias)] = entity.name
 
-    def patterns(self) -> list[dict[str, Any]]:
-        """Patterns for the shared entity ruler (``suite_entity_patterns``)."""
+    def patterns(self, cache_dir: Path | None = None) -> list[dict[str, Any]]:
+        """Patterns for the shared entity ruler (``suite_entity_patterns``); ``cache_dir`` keeps the
+        aliases' tokens (see :func:`cached_alias_tokens`)."""
+        aliases = [a for entity in self.watchlist for a in [entity.name, *entity.aliases] if not is_ticker_alias(a)]
+        tokens = cached_alias_tokens(aliases, cache_dir)
         patterns: list[dict[str, Any]] = [
             {"label": TICKER_LABEL, "pattern": [{"ORTH": "$"}, {"TEXT": {"REGEX": _CASHTAG}}]}
         ]
@@ -117,7 +149,8 @@ class EntityLinker:
         for entity in self.watchlist:
             for alias in dict.fromkeys([entity.name, *entity.aliases]):
                 if not is_ticker_alias(alias):
-                    patterns.append({"label": ORG_LABEL, "pattern": alias_pattern(alias), "id": entity.name})
+                    pattern = alias_pattern(alias, tokens[alias])
+                    patterns.append({"label": ORG_LABEL, "pattern": pattern, "id": entity.name})
         return patterns
 
     def resolve(self, text: str) -> str | None:

@@ -110,7 +110,7 @@ def suite_pretraining_texts(ctx: SuiteContext) -> list[str]:
 def suite_entity_patterns(ctx: SuiteContext) -> list[dict[str, Any]]:
     from plugins.sentiment.entities import EntityLinker
 
-    return EntityLinker(ctx.plugin_options(NAME).watchlist).patterns()
+    return EntityLinker(ctx.plugin_options(NAME).watchlist).patterns(ctx.settings.data_dir / "cache")
 
 
 @hookimpl

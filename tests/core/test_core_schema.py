@@ -143,15 +143,16 @@ def test_the_head_of_every_history_creates_exactly_the_declared_tables(database_
 
 
 def differences(engine: Engine, history: MigrationHistory) -> list[Any]:
-    assert history.metadata is not None, f"{history.name}: declare metadata= to be checked"
-    own = set(history.metadata.tables)
+    declared = history.declared_metadata()
+    assert declared is not None, f"{history.name}: declare metadata= to be checked"
+    own = set(declared.tables)
 
     def include_name(name: str | None, kind: str, _parent: Any) -> bool:
         return kind != "table" or name in own
 
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": include_name})
-        return compare_metadata(context, history.metadata)
+        return compare_metadata(context, declared)
 
 
 def test_serve_and_scheduler_refuse_an_outdated_schema_with_one_line(

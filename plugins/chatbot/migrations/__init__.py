@@ -2,9 +2,11 @@
 
 from pathlib import Path
 
-from plugins.chatbot.store import metadata
 from services.schema import MigrationHistory
 
 HISTORY = MigrationHistory(
-    "chatbot", Path(__file__).parent, legacy_tables=("chatbot_sessions", "chatbot_exchanges"), metadata=metadata
+    "chatbot",
+    Path(__file__).parent,
+    legacy_tables=("chatbot_sessions", "chatbot_exchanges"),
+    metadata="plugins.chatbot.store:metadata",
 )

@@ -2,12 +2,11 @@
 
 from pathlib import Path
 
-from plugins.recommender.store import metadata
 from services.schema import MigrationHistory
 
 HISTORY = MigrationHistory(
     "recommender",
     Path(__file__).parent,
     legacy_tables=("recommender_items", "recommender_interactions", "recommender_state"),
-    metadata=metadata,
+    metadata="plugins.recommender.store:metadata",
 )

@@ -2,12 +2,11 @@
 
 from pathlib import Path
 
-from plugins.sentiment.store import metadata
 from services.schema import MigrationHistory
 
 HISTORY = MigrationHistory(
     "sentiment",
     Path(__file__).parent,
     legacy_tables=("sentiment_documents", "sentiment_mentions", "sentiment_runs", "sentiment_alerts"),
-    metadata=metadata,
+    metadata="plugins.sentiment.store:metadata",
 )

@@ -4,9 +4,6 @@ They live in the main database (``ctx.database``) beside the plugins' stores, so
 queues an alert's deliveries in the transaction that stores the alert.
 """
 
-from pathlib import Path
+from services.schema import service_history
 
-from services.outbox import outbox_metadata
-from services.schema import MigrationHistory
-
-HISTORY = MigrationHistory("alert_outbox", Path(__file__).parent, metadata=outbox_metadata)
+HISTORY = service_history("alert_outbox")  # declared in services.schema, so reading it imports nothing heavy

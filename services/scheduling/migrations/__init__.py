@@ -3,11 +3,6 @@
 APScheduler's own ``apscheduler_jobs`` table is not here: APScheduler creates and owns it.
 """
 
-from pathlib import Path
+from services.schema import service_history
 
-from services.scheduling.runlog import metadata
-from services.schema import MigrationHistory
-
-HISTORY = MigrationHistory(
-    "scheduling", Path(__file__).parent, database="jobstore", legacy_tables=("job_runs",), metadata=metadata
-)
+HISTORY = service_history("scheduling")  # declared in services.schema, so reading it imports nothing heavy

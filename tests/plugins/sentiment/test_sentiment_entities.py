@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from plugins.sentiment.entities import EntityLinker, normalise_name
 from plugins.sentiment.options import WatchEntity
 
@@ -27,6 +29,23 @@ def test_patterns_cover_cashtags_watchlist_tickers_and_aliases() -> None:
     assert patterns[0]["pattern"][0] == {"ORTH": "$"}  # any cash-tag is a ticker
     assert linker.resolve("$aapl") == "Apple" and linker.resolve("nwbk") == "Northwind Bank"
     assert linker.resolve("Northwind Bank PLC") == "Northwind Bank" and linker.resolve("Pear") is None
+
+
+def test_alias_tokens_are_cached_per_watchlist_and_give_the_same_patterns(tmp_path, monkeypatch) -> None:
+    from plugins.sentiment import entities
+
+    fresh = EntityLinker(WATCHLIST).patterns(tmp_path)
+    assert fresh == EntityLinker(WATCHLIST).patterns()
+    assert len(list((tmp_path / "entity-patterns").glob("*.json"))) == 1
+
+    def no_tokenizer(alias: str) -> list[str]:
+        raise AssertionError(f"tokenised {alias!r} again")
+
+    monkeypatch.setattr(entities, "alias_tokens", no_tokenizer)
+    assert EntityLinker(WATCHLIST).patterns(tmp_path) == fresh  # read back: spaCy's tokenizer is not built
+    other = [WatchEntity(name="Contoso", aliases=["Contoso Ltd"])]
+    with pytest.raises(AssertionError, match="tokenised 'Contoso"):  # another watchlist, another entry
+        EntityLinker(other).patterns(tmp_path)
 
 
 def test_linking_through_the_shared_pipeline(context_factory) -> None:

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from services.schema import MigrationHistory
-from suite_ticket_router.store import metadata
 
-HISTORY = MigrationHistory("tickets", Path(__file__).parent, legacy_tables=("tickets_routed",), metadata=metadata)
+HISTORY = MigrationHistory(
+    "tickets", Path(__file__).parent, legacy_tables=("tickets_routed",), metadata="suite_ticket_router.store:metadata"
+)
