@@ -4,8 +4,9 @@ Both load the same fine-tuned folder and classify the same texts (the Financial
 PhraseBank test split by default) on the CPU; each batch size runs on both sides back to
 back. Reported: documents per second for whole-list calls at each batch size, the
 latency of one-document calls, how many predictions differ from the pipeline's, and
-the same for the TextClassifier on ONNX Runtime (``runtime="onnx"``, when ``suite[onnx]``
-is installed), for the TextClassifier in bfloat16 with float32 re-scoring of near ties
+the same for the TextClassifier on ONNX Runtime (``runtime="onnx"``, exported in memory) and
+for the ONNX graph saved with the model (``OnnxClassifier``: what ``inference_runtime = "auto"``
+serves on a CPU in float32), for the TextClassifier in bfloat16 with float32 re-scoring of near ties
 (``precision="bfloat16"``, on a CPU with native bfloat16 arithmetic, where the suite's
 ``inference_precision = "auto"`` picks it; then the pipeline with bfloat16 weights too) and
 for the int8 dynamically quantised TextClassifier with its accuracy change.
@@ -105,6 +106,7 @@ def main() -> None:
     from bench.peers import hf_pipeline
     from services.training import TextClassifier
     from services.training.inference import native_bfloat16
+    from services.training.serving import SERVING_GRAPH, OnnxClassifier
 
     test = sample(load_labeled(args.dataset, "test"), args.limit)
     texts, truth = [row.text for row in test], [row.label for row in test]
@@ -129,6 +131,9 @@ def main() -> None:
         if not args.no_onnx and importlib.util.find_spec("onnxruntime") is not None:
             onnx = TextClassifier.from_pretrained(model_dir, device="cpu", max_length=args.max_length, runtime="onnx")
             sides["TextClassifier onnx"] = lambda t, b: [p.label for p in onnx.predict(t, batch_size=b)]
+            if (Path(model_dir) / SERVING_GRAPH).is_file():  # what `inference_runtime = "auto"` serves on a CPU
+                graph = OnnxClassifier.from_folder(model_dir, max_length=args.max_length)
+                sides["saved ONNX graph"] = lambda t, b: [p.label for p in graph.predict(t, batch_size=b)]
         if not args.no_bfloat16 and native_bfloat16():
             half = TextClassifier.from_pretrained(
                 model_dir, device="cpu", max_length=args.max_length, precision="bfloat16"
