@@ -90,7 +90,10 @@ class OnnxClassifier:
         self.labels = labels
         self.max_length = max_length
         self.pad_id = pad_id
-        self.has_features = FEATURES in {output.name for output in session.get_outputs()}
+        # Each output's width (the last axis; logits' may be symbolic in a hand-made graph).
+        outputs = session.get_outputs()
+        self._widths = {o.name: o.shape[-1] if isinstance(o.shape[-1], int) else len(labels) for o in outputs}
+        self.has_features = FEATURES in self._widths
 
     @classmethod
     def from_folder(cls, path: str | Path, *, max_length: int = 128, threads: int | None = None) -> OnnxClassifier:
@@ -128,8 +131,7 @@ class OnnxClassifier:
         """``outputs`` of the graph for every text, rows in ``texts`` order."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         ids = [encoding.ids for encoding in self.tokenizer.encode_batch(texts)] if texts else []
-        widths = [self._width(name) for name in outputs]
-        results = [np.empty((len(texts), width), dtype=np.float32) for width in widths]
+        results = [np.empty((len(texts), self._widths[name]), dtype=np.float32) for name in outputs]
         for chunk in length_sorted_chunks([len(row) for row in ids], max(1, batch_size), MAX_BATCH_TOKENS):
             started = time.perf_counter()
             input_ids, mask = padded_arrays([ids[i] for i in chunk], self.pad_id)
@@ -138,10 +140,6 @@ class OnnxClassifier:
                 result[chunk] = value
             metrics.observe_inference(len(chunk), time.perf_counter() - started)
         return results
-
-    def _width(self, output: str) -> int:
-        shape = next(o.shape for o in self.session.get_outputs() if o.name == output)
-        return int(shape[-1]) if isinstance(shape[-1], int) else len(self.labels)
 
 
 class OnnxSentenceEncoder:
