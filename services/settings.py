@@ -101,8 +101,9 @@ class TrainingConfig(Section):
     inference_runtime: Literal["auto", "torch", "onnx"] = Field(
         "auto",
         description="how saved classifiers run: 'auto' runs the ONNX graph saved with the model in ONNX Runtime "
-        "on a CPU in float32 (a cold command loads it without torch) and torch otherwise; 'onnx' always ONNX "
-        "Runtime; 'torch' always torch",
+        "on a CPU in float32 (a cold command loads it without torch) and torch otherwise; on a CPU with native "
+        "bfloat16, servers and the scheduler take torch in bfloat16 (see inference_precision) and one-shot "
+        "commands the graph; 'onnx' always ONNX Runtime; 'torch' always torch",
     )
     serving_graph: bool = Field(
         True,

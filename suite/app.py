@@ -43,6 +43,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from fastapi_offline import FastAPIOffline
 
 from services import metrics
+from services.training.loading import set_long_running
 from suite import __version__, web
 from suite.config import CONFIG_ENV, HttpConfig
 from suite.context import SuiteContext
@@ -153,6 +154,7 @@ def app_from_env() -> FastAPI:
 
     Each worker process calls it, so each builds its own context, services and models.
     """
+    set_long_running()  # a server process: worth torch's import where bfloat16 is native
     ctx = SuiteContext.create()
     logging.basicConfig(level=ctx.settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     for info in ctx.plugins.broken():
@@ -186,6 +188,7 @@ def serve(
         "server_header": False,
     }
     if http.workers == 1:
+        set_long_running()
         uvicorn.run(create_app(ctx, http), **options)
         return
     # Workers are fresh processes: hand them the effective settings through the environment.

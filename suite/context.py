@@ -288,11 +288,15 @@ class SuiteContext:
                 patterns.append(validate_pattern(counts[plugin], pattern))
             except PluginError as exc:  # name the culprit: the message alone points at no plugin
                 raise PluginError(f"plugin '{plugin}': {exc}") from None
+        adds_components = self.plugins.is_implemented("suite_pipeline_components")
         return Preprocessor(
             self.settings.preprocessing,
             patterns=patterns,
-            configure=lambda nlp: self.plugins.call_each("suite_pipeline_components", nlp=nlp, ctx=self),
+            configure=self._add_pipeline_components if adds_components else None,
         )
+
+    def _add_pipeline_components(self, nlp: Any) -> None:
+        self.plugins.call_each("suite_pipeline_components", nlp=nlp, ctx=self)
 
     def embedder(self, model: str | None = None) -> Embedder:
         """A shared sentence embedder; ``model`` is a path or id, default the config's."""

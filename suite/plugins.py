@@ -190,6 +190,10 @@ class PluginHost:
     def implements(self, name: str, hook: str) -> bool:
         return any(impl.plugin_name == name for impl in self._caller(hook).get_hookimpls())
 
+    def is_implemented(self, hook: str) -> bool:
+        """True where any plugin implements or wraps ``hook``."""
+        return bool(self._caller(hook).get_hookimpls())
+
     def call_one(self, name: str, hook: str, **kwargs: Any) -> Any:
         """Call plugin ``name``'s implementation(s) of ``hook``, inside every wrapper; None if it has none.
 

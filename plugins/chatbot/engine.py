@@ -23,7 +23,7 @@ from plugins.chatbot.guard import InputCheck, check_message
 from plugins.chatbot.knowledge import KnowledgeBase
 from plugins.chatbot.model import ActiveIntentModel, IntentModel, IntentPrediction
 from plugins.chatbot.options import PLUGIN, ChatbotOptions, DataPaths
-from plugins.chatbot.slots import slots_from_entities
+from plugins.chatbot.slots import slot_labels, slots_from_entities
 from plugins.chatbot.store import ConversationStore, Exchange, SessionState
 from plugins.chatbot.templates import TemplateBook, load_templates
 from suite.errors import DataError, ModelError, NotFoundError, one_line
@@ -242,7 +242,7 @@ class Chatbot:
         slot, intent = pending.get("slot"), state.last_intent
         if not slot or not intent:
             return None
-        found = self._slots(text, book, awaiting=slot)
+        found = self._slots(text, book, book.intents[intent].slots if intent in book.intents else [slot], slot)
         if found:
             state.slots.update(found)
             return self._intent_answer(intent, "", state, book, limits, prediction, chosen=True)
@@ -277,7 +277,7 @@ class Chatbot:
             state.slots = {}  # an amount or a date of another request must not leak into this one
         state.last_intent = intent
         if template.slots and text:
-            state.slots.update(self._slots(text, book))
+            state.slots.update(self._slots(text, book, template.slots))
         base = {"intent": intent, "confidence": confidence}
         if template.handoff:
             reason = f"intent '{intent}' is always handed to a person"
@@ -288,8 +288,10 @@ class Chatbot:
             return ChatAnswer(book.prompt(intent, missing[0]), "template", awaiting_slot=missing[0], **base)
         return ChatAnswer(template.render(state.slots), "template", **base)
 
-    def _slots(self, text: str, book: TemplateBook, awaiting: str | None = None) -> dict[str, str]:
-        entities = self.ctx.preprocessor.entities([text])[0]
+    def _slots(self, text: str, book: TemplateBook, slots: list[str], awaiting: str | None = None) -> dict[str, str]:
+        """The values of ``slots`` in ``text``; asking only for their labels lets most messages skip spaCy."""
+        labels = slot_labels(book.entity_slots, slots, awaiting)
+        entities = self.ctx.preprocessor.entities([text], labels=labels)[0]
         return slots_from_entities(entities, book.entity_slots, awaiting=awaiting, text=text)
 
     def _retrieval_answer(self, text: str, limits: Thresholds, why: str) -> ChatAnswer:

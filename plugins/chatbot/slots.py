@@ -73,6 +73,12 @@ def slots_from_entities(
     return found
 
 
+def slot_labels(entity_slots: dict[str, str], slots: Sequence[str], awaiting: str | None = None) -> set[str]:
+    """The entity labels that can fill ``slots`` (and, for the slot just asked for, its fallbacks)."""
+    labels = {label for label, slot in entity_slots.items() if slot in slots}
+    return labels | set(FALLBACK_LABELS.get(awaiting or "", ()))
+
+
 def entity_value(entity: HasLabel, text: str = "") -> str:
     """The pattern's canonical value, else the entity's text (with a currency symbol just before it)."""
     if entity.id:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from services.errors import ConfigError, ModelError, PluginError
+from services.preprocessing.pattern_gate import PatternGate, model_entity_labels
 from services.preprocessing.spacy_import import import_spacy
 
 if TYPE_CHECKING:
@@ -43,7 +45,8 @@ class Preprocessor:
     language with a sentencizer and a lookup lemmatizer. Entity ``patterns`` (spaCy
     ``EntityRuler`` format) go into one ruler placed before the statistical NER so they
     win overlaps; then ``configure(nlp)`` lets plugins add components; finally the
-    components named in ``config.disable`` are switched off.
+    components named in ``config.disable`` are switched off. ``configure`` is None where no
+    plugin adds components: only then can :meth:`entities` answer some texts without spaCy.
     """
 
     def __init__(
@@ -117,13 +120,39 @@ class Preprocessor:
         """Process texts in batches (``nlp.pipe``), in order."""
         return self.nlp.pipe(texts, batch_size=batch_size or self.config.batch_size, n_process=self.config.n_process)
 
-    def entities(self, texts: Sequence[str]) -> list[list[Entity]]:
-        """The entities of each text, with character offsets."""
+    def entities(self, texts: Sequence[str], labels: Collection[str] | None = None) -> list[list[Entity]]:
+        """The entities of each text, with character offsets; only those of ``labels`` when given.
+
+        Asked only for labels of literal plugin patterns, a text that lacks their words is answered
+        without the pipeline, so a cold process that needs no entity never loads spaCy.
+        """
         _require_sequence_of_texts(texts)
-        return [
-            [Entity(ent.text, ent.label_, ent.start_char, ent.end_char, ent.ent_id_ or None) for ent in doc.ents]
-            for doc in self.pipe(texts)
-        ]
+        wanted = None if labels is None else frozenset(labels)
+        parsed = self._texts_to_parse(texts, wanted)
+        found: list[list[Entity]] = [[] for _ in texts]
+        docs = self.pipe(texts[index] for index in parsed) if parsed else ()
+        for index, doc in zip(parsed, docs, strict=True):
+            found[index] = [
+                Entity(ent.text, ent.label_, ent.start_char, ent.end_char, ent.ent_id_ or None)
+                for ent in doc.ents
+                if wanted is None or ent.label_ in wanted
+            ]
+        return found
+
+    def _texts_to_parse(self, texts: Sequence[str], wanted: frozenset[str] | None) -> list[int]:
+        """Indexes of the texts the pipeline must see: all, unless the gate can rule some out (it cannot once
+        plugins add components, which may set entities of any label)."""
+        if wanted is None or (self._nlp is not None and wanted):
+            return list(range(len(texts)))
+        if not wanted:
+            return []
+        if self._configure is not None or not self._gate.covers(wanted):
+            return list(range(len(texts)))
+        return [index for index, text in enumerate(texts) if self._gate.may_match(text, wanted)]
+
+    @cached_property
+    def _gate(self) -> PatternGate:
+        return PatternGate(self._patterns, model_entity_labels(self.config.spacy_model))
 
     def sentences(self, text: str) -> list[str]:
         return [sent.text.strip() for sent in self.nlp(text).sents if not sent.text.isspace()]

@@ -2,7 +2,9 @@
 
 With ``runtime="auto"`` (the default) the graph saved at training time answers where it gives
 what torch would (a CPU, float32, no int8), decided without importing torch where possible;
-everywhere else :class:`~services.training.inference.TextClassifier` does.
+everywhere else :class:`~services.training.inference.TextClassifier` does. On a CPU with native
+bfloat16 a server (:func:`set_long_running`) takes torch in bfloat16 instead, and so does a
+process that has imported torch already; a one-shot command keeps the graph's fast start.
 """
 
 from __future__ import annotations
@@ -17,6 +19,17 @@ from services.errors import ConfigError
 from services.training.serving import SERVING_GRAPH, Classifier, OnnxClassifier
 
 RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnx")
+
+# Servers and schedulers say so (set_long_running): only they earn back torch's import with bfloat16.
+_long_running = False
+
+
+def set_long_running(value: bool = True) -> None:
+    """Mark this process as a server or scheduler: on a CPU with native bfloat16, ``runtime="auto"``
+    then serves with torch in bfloat16, whose throughput pays back its seconds of import. A one-shot
+    command (the default) keeps the saved graph there too: one request never earns that back."""
+    global _long_running
+    _long_running = value
 
 
 def load_classifier(
@@ -58,7 +71,9 @@ def _saved_graph_serves(folder: Path, *, device: str, quantize: bool, runtime: s
         return False
     if runtime == "onnx":
         return True
-    return resolves_to_cpu(device) and precision in ("float32", "auto") and not prefers_bfloat16(precision)
+    if not resolves_to_cpu(device) or precision not in ("float32", "auto"):
+        return False
+    return not (prefers_bfloat16(precision) and (_long_running or "torch" in sys.modules))
 
 
 def resolves_to_cpu(device: str) -> bool:

@@ -44,6 +44,9 @@ def build(ctx: SuiteContext) -> typer.Typer:
         """
         ctx.require_current_schema()  # never run jobs on an outdated schema: 'suite db upgrade' first
         show_scheduler_progress()
+        from services.training.loading import set_long_running
+
+        set_long_running()  # bulk scoring for hours: worth torch's import where bfloat16 is native
         port = ctx.settings.scheduler.metrics_port
         if port:  # job runs and alert deliveries happen here, not in the API
             from services.metrics import serve_metrics

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from training_samples import QUICK
 
-from services.training import TextClassifier
+from services.training import TextClassifier, loading
 from services.training.loading import load_classifier
 from services.training.serving import SERVING_GRAPH, OnnxClassifier
 from suite.errors import ConfigError
@@ -41,7 +41,15 @@ def test_the_saved_graph_gives_the_torch_probabilities_and_features(trained_clas
     assert served.predict([]) == [] and served.predict_proba([]).shape == (0, 3)
 
 
-def test_load_classifier_takes_the_graph_only_where_it_gives_what_torch_would(trained_classifier, tmp_path):
+@pytest.fixture
+def no_native_bfloat16(monkeypatch):
+    """The choices below as on a CPU without native bfloat16, whatever this machine has."""
+    monkeypatch.setattr(loading, "prefers_bfloat16", lambda precision: False)
+
+
+def test_load_classifier_takes_the_graph_only_where_it_gives_what_torch_would(
+    trained_classifier, tmp_path, no_native_bfloat16
+):
     folder = trained_classifier.model_dir
     assert isinstance(load_classifier(folder, device="cpu"), OnnxClassifier)
     assert isinstance(load_classifier(folder, device="cpu", runtime="onnx"), OnnxClassifier)
@@ -53,6 +61,21 @@ def test_load_classifier_takes_the_graph_only_where_it_gives_what_torch_would(tr
     assert isinstance(load_classifier(without, device="cpu"), TextClassifier)  # a model saved before the graph
     with pytest.raises(ConfigError, match="unknown inference runtime 'tensorrt'"):
         load_classifier(folder, runtime="tensorrt")
+
+
+def test_with_native_bfloat16_only_a_server_or_a_process_with_torch_takes_torch(trained_classifier, monkeypatch):
+    folder = trained_classifier.model_dir
+    monkeypatch.setattr(loading, "prefers_bfloat16", lambda precision: precision == "auto")
+    with monkeypatch.context() as one_shot:
+        one_shot.delitem(sys.modules, "torch")  # a one-shot command has not imported torch
+        assert isinstance(load_classifier(folder, device="cpu"), OnnxClassifier)
+    assert isinstance(load_classifier(folder, device="cpu"), TextClassifier)  # torch is paid for already
+    monkeypatch.setattr(loading, "_long_running", False)
+    loading.set_long_running()  # a server takes torch in bfloat16 even before importing it
+    with monkeypatch.context() as server:
+        server.delitem(sys.modules, "torch")
+        assert not loading._saved_graph_serves(folder, device="cpu", quantize=False, runtime="auto", precision="auto")
+    assert loading._saved_graph_serves(folder, device="cpu", quantize=False, runtime="auto", precision="float32")
 
 
 def test_a_cold_process_serves_the_graph_without_importing_torch(trained_classifier):
