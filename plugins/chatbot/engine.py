@@ -242,7 +242,8 @@ class Chatbot:
         slot, intent = pending.get("slot"), state.last_intent
         if not slot or not intent:
             return None
-        found = self._slots(text, book, book.intents[intent].slots if intent in book.intents else [slot], slot)
+        template = book.intents.get(intent)
+        found = self._slots(text, book, [*(template.slots if template else []), slot], slot)
         if found:
             state.slots.update(found)
             return self._intent_answer(intent, "", state, book, limits, prediction, chosen=True)

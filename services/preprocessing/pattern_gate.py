@@ -4,7 +4,7 @@ A one-shot command that only wants the labels of plugin phrase patterns (the cha
 types) would otherwise import spaCy and load its model, most of a cold start, to learn that
 "how do I activate my card?" names no card type. The gate answers that case exactly: where
 every pattern of the wanted labels is a sequence of literal tokens and the statistical model
-cannot predict those labels, a match needs every token's text inside the lower-cased message
+cannot predict those labels, a match needs every token's text inside the case-folded message
 (a token's text is a slice of it), so a message lacking one word of each pattern has none.
 """
 
@@ -41,12 +41,12 @@ class PatternGate:
         return all(label in self._gated for label in labels)
 
     def may_match(self, text: str, labels: Collection[str]) -> bool:
-        folded = text.lower()
+        folded = text.casefold()  # context-free, unlike lower() (a final Greek sigma before an apostrophe)
         return any(all(word in folded for word in words) for label in labels for words in self._words.get(label, ()))
 
 
 def literal_words(body: Any) -> tuple[str, ...] | None:
-    """The lower-cased token texts of a token-list pattern made of literal tokens only, else None."""
+    """The case-folded token texts of a token-list pattern made of literal tokens only, else None."""
     if not isinstance(body, list):
         return None  # a phrase string is tokenized by spaCy: its tokens are unknown here
     words = []
@@ -56,7 +56,7 @@ def literal_words(body: Any) -> tuple[str, ...] | None:
         ((key, value),) = token.items()
         if key not in LITERAL_KEYS or not isinstance(value, str) or not value:
             return None
-        words.append(value.lower())
+        words.append(value.casefold())
     return tuple(words)
 
 

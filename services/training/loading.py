@@ -73,7 +73,8 @@ def _saved_graph_serves(folder: Path, *, device: str, quantize: bool, runtime: s
         return True
     if not resolves_to_cpu(device) or precision not in ("float32", "auto"):
         return False
-    return not (prefers_bfloat16(precision) and (_long_running or "torch" in sys.modules))
+    torch_loaded = sys.modules.get("torch") is not None  # None while spaCy's import refuses it
+    return not (prefers_bfloat16(precision) and (_long_running or torch_loaded))
 
 
 def resolves_to_cpu(device: str) -> bool:

@@ -51,6 +51,12 @@ def test_literal_words_reads_only_plain_token_sequences() -> None:
     assert literal_words([{"SHAPE": "dddd"}]) is None
 
 
+def test_case_folding_does_not_depend_on_context() -> None:
+    # str.lower() writes a final sigma before an apostrophe; spaCy's token "ΟΔΟΣ" has lower_ "οδος".
+    gate = PatternGate([{"label": "STREET", "pattern": [{"LOWER": "οδος"}]}], model_labels=frozenset())
+    assert gate.may_match("ΟΔΟΣ's card", {"STREET"})
+
+
 def test_labels_the_model_predicts_or_opaque_patterns_are_never_gated() -> None:
     patterns = [
         {"label": "CARD_TYPE", "pattern": [{"LOWER": "visa"}]},

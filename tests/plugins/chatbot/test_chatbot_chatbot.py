@@ -74,6 +74,17 @@ def test_an_unanswered_slot_is_asked_again_once_then_dropped(trained_ctx):
     assert moved_on.awaiting_slot is None and moved_on.source in ("retrieval", "out_of_scope", "handoff")
 
 
+def test_a_reply_naming_only_a_slot_the_template_lacks_is_asked_again(trained_ctx):
+    bot = bot_with(trained_ctx, confidence_threshold=0.99, margin_threshold=0.0)
+    conversation = bot_with(trained_ctx, confidence_threshold=0.3, margin_threshold=0.0).answer(
+        "I want to send money to my sister"
+    )
+    # An account type fills no slot of transfer_money: the amount is still missing.
+    again = bot.answer("from my savings account", conversation.conversation_id)
+    assert again.awaiting_slot == "amount" and again.answer.startswith("Sorry, I didn't catch that.")
+    assert again.slots == {}
+
+
 def test_low_confidence_routes_to_the_knowledge_base_with_citations(trained_ctx):
     bot = bot_with(trained_ctx, confidence_threshold=1.0)  # no intent is ever confident enough
     answer = bot.answer("what are your branch opening hours?")
