@@ -39,6 +39,8 @@ REQUESTS = [
     ("suite --help", ["--help"]),
     ("suite chatbot --help", ["chatbot", "--help"]),
     ("suite chatbot ask", ["chatbot", "ask", "how do I activate my card?"]),
+    # transfer_money's template wants an amount and a date: spaCy's entity recogniser loads.
+    ("suite chatbot ask (amount and date)", ["chatbot", "ask", "I want to send 50 pounds tomorrow"]),
     ("suite chatbot ask (out of scope)", ["chatbot", "ask", "who won the football world cup in 1966"]),
     ("suite sentiment score", ["sentiment", "score", "Shares of Northwind Bank plunged after the profit warning"]),
     ("suite recommend", ["recommend", "maya", "-k", "5"]),
