@@ -489,9 +489,11 @@ def main() -> None:
         + (" QUICK SMOKE RUN: tiny subsets and a few steps; the figures mean nothing." if args.quick else "")
         + " Timings on a shared machine: compare rows of one run, not absolute values."
     )
-    name = "distillation" + ("-select" if args.select else "") + ("-quick" if args.quick else "")
+    # One data set at a time fits a session: each keeps its own results file.
+    one = f" {args.datasets[0]}" if len(args.datasets) == 1 else ""
+    name = "distillation" + one + ("-select" if args.select else "") + ("-quick" if args.quick else "")
     write_results(name, command_line("bench.distillation"), header + "\n\n" + "\n\n".join(sections))
-    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(raw, indent=2, default=str))
+    (RESULTS_DIR / f"{name.replace(' ', '_')}.json").write_text(json.dumps(raw, indent=2, default=str))
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 

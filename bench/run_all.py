@@ -68,6 +68,8 @@ SECTION_ORDER = [
     "http_load.md",
     "http_fuzz.md",
     "distillation.md",
+    "distillation_phrasebank.md",
+    "distillation_banking77.md",
     "cold_start.md",
 ]
 
