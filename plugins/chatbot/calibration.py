@@ -71,22 +71,36 @@ def _midpoint_below(values: np.ndarray, threshold: float) -> float:
 
 
 def calibrate_confidence(
-    confidences: np.ndarray, correct: np.ndarray, *, target_precision: float, fallback: float
+    confidences: np.ndarray,
+    correct: np.ndarray,
+    *,
+    target_precision: float,
+    fallback: float,
+    in_scope: np.ndarray | None = None,
+    max_rejection: float = 1.0,
 ) -> tuple[float, str, dict[str, Any]]:
-    """(threshold, source, details); ``correct`` is False for out-of-scope messages."""
+    """(threshold, source, details); ``correct`` is False for out-of-scope messages.
+
+    The lowest threshold whose answers reach ``target_precision``, never one that turns away more
+    than ``max_rejection`` of the ``in_scope`` messages: out-of-scope examples count as mistakes,
+    and with few examples per intent the precision target alone could refuse most customers.
+    """
     confidences, correct = np.asarray(confidences, float), np.asarray(correct, bool)
     if confidences.size < MIN_VALIDATION:
         return fallback, "fallback", {"reason": f"only {confidences.size} validation messages"}
+    in_scope = np.ones_like(correct) if in_scope is None else np.asarray(in_scope, bool)
     candidates = np.unique(confidences)
     answered = confidences[None, :] >= candidates[:, None]  # (candidates, messages)
     n_answered = answered.sum(axis=1)
     precision = (answered & correct[None, :]).sum(axis=1) / np.maximum(n_answered, 1)
-    feasible = np.flatnonzero((precision >= target_precision) & (n_answered > 0))
+    turned_away = (~answered & in_scope[None, :]).sum(axis=1) / max(int(in_scope.sum()), 1)
+    allowed = turned_away <= max_rejection  # the lowest candidate answers everything: always allowed
+    feasible = np.flatnonzero((precision >= target_precision) & (n_answered > 0) & allowed)
     if feasible.size:
         best, reached = int(feasible[0]), True
     else:  # accuracy with abstention: answered correctly, or rightly not answered
         accuracy = ((answered & correct) | (~answered & ~correct)).mean(axis=1)
-        best, reached = int(np.argmax(accuracy)), False
+        best, reached = int(np.argmax(np.where(allowed, accuracy, -1.0))), False
     threshold = _midpoint_below(confidences, candidates[best])
     chosen = confidences >= threshold
     return (
@@ -99,6 +113,8 @@ def calibrate_confidence(
             "target_reached": reached,
             "precision_at_threshold": float(correct[chosen].mean()) if chosen.any() else 0.0,
             "coverage_at_threshold": float(chosen.mean()),
+            "in_scope_turned_away": float((~chosen & in_scope).sum() / max(int(in_scope.sum()), 1)),
+            "max_rejection": max_rejection,
         },
     )
 

@@ -50,7 +50,11 @@ class ChatbotOptions(BaseModel):
     target_precision: float = Field(0.9, gt=0, le=1, description="precision of answered intents on validation")
     max_clarify_rate: float = Field(0.05, ge=0, le=1, description="largest share of in-scope messages to clarify")
     false_rejection_rate: float = Field(
-        0.05, gt=0, lt=1, description="share of held-out in-scope messages the out-of-scope threshold turns away"
+        0.05,
+        gt=0,
+        lt=1,
+        description="share of held-out in-scope messages the out-of-scope threshold turns away; the confidence "
+        "and pair thresholds may each turn away at most as many",
     )
     out_of_scope_method: Literal["auto", "knn", "mahalanobis", "max_logit", "energy", "msp"] | None = Field(
         None,

@@ -274,11 +274,14 @@ def calibrate_thresholds(
     """Confidence, pair and margin thresholds; the margin one on in-scope messages the detector lets through."""
     predicted = np.array([labels.index(p.intent) for p in ranked], dtype=np.int64)
     correct = predicted == truth
+    # Out-of-scope messages are the detector's to turn away: confidence may refuse few customers.
+    refusing = {"in_scope": truth >= 0, "max_rejection": options.false_rejection_rate}
     confidence, confidence_source, confidence_details = calibrate_confidence(
         np.array([p.confidence for p in ranked]),
         correct,
         target_precision=options.target_precision,
         fallback=options.fallback_confidence_threshold,
+        **refusing,
     )
     in_pair = np.array(
         [t >= 0 and labels[t] in {i for i, _ in p.ranked[:2]} for p, t in zip(ranked, truth, strict=True)], dtype=bool
@@ -288,6 +291,7 @@ def calibrate_thresholds(
         in_pair,
         target_precision=options.target_precision,
         fallback=options.fallback_pair_threshold,
+        **refusing,
     )
     answered = (truth >= 0) & ~rejected
     margins = np.array([p.margin for p in ranked])

@@ -48,6 +48,26 @@ def test_confidence_threshold_when_the_target_is_out_of_reach():
     assert 0.0 <= threshold <= 1.0
 
 
+def test_confidence_threshold_never_turns_away_more_customers_than_allowed():
+    # Few examples per intent: in scope the model is right about as often as it is confident, and
+    # out-of-scope examples (never right) sit in the middle. The precision target alone is reached
+    # only by refusing most customers, as a BANKING77 run with 10 examples per intent did.
+    rng = np.random.default_rng(1)
+    inside = rng.uniform(0.2, 0.95, 100)
+    confidences = np.concatenate([inside, rng.uniform(0.2, 0.6, 40)])
+    correct = np.concatenate([rng.uniform(size=100) < inside, np.zeros(40, dtype=bool)])
+    in_scope = np.arange(140) < 100
+    unbounded, _, _ = calibrate_confidence(confidences, correct, target_precision=0.9, fallback=0.5)
+    assert (confidences[in_scope] < unbounded).mean() > 0.5  # what the cap prevents
+
+    threshold, source, details = calibrate_confidence(
+        confidences, correct, target_precision=0.9, fallback=0.5, in_scope=in_scope, max_rejection=0.05
+    )
+    assert source == "calibrated"
+    assert (confidences[in_scope] < threshold).mean() <= 0.05
+    assert details["in_scope_turned_away"] <= 0.05 and details["max_rejection"] == 0.05
+
+
 def test_margin_threshold_marks_the_risky_low_margin_band():
     margins = np.concatenate([np.linspace(0.0, 0.08, 8), np.linspace(0.3, 0.9, 72)])
     correct = np.array([False, False, True, False, False, True, False, False] + [True] * 72)  # 6 of 8 wrong
