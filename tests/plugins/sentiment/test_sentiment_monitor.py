@@ -240,8 +240,12 @@ def test_the_scheduled_job_runs_the_monitor(trained_context) -> None:
     assert [j for j in trained_context({"schedule_minutes": 0}).jobs() if j.plugin == "sentiment"] == []
 
 
-def test_the_saved_onnx_graph_scores_as_torch_does_and_serves_by_default_on_a_cpu(trained_context) -> None:
+def test_the_saved_onnx_graph_scores_as_torch_does_and_serves_by_default_on_a_cpu(trained_context, monkeypatch) -> None:
     from plugins.sentiment.model import load_classifier
+    from services.training import loading
+
+    # As on a CPU without native bfloat16 (this test process has imported torch: see loading.py).
+    monkeypatch.setattr(loading, "prefers_bfloat16", lambda precision: False)
 
     texts = ["Profit fell sharply and the outlook was cut.", "Sales rose 12% on strong demand.", "The AGM is in May."]
     torch_ctx = trained_context(training={"inference_precision": "float32", "inference_runtime": "torch"})

@@ -22,9 +22,13 @@ def test_warm_up_prepares_the_torch_models_a_command_loads_lazily(trained_contex
         assert not classifier._trace_pending and not classifier._bfloat16_pending
 
 
-def test_warm_up_loads_both_saved_graphs_by_default_on_a_cpu(trained_context):
+def test_warm_up_loads_both_saved_graphs_by_default_on_a_cpu(trained_context, monkeypatch):
     from plugins.sentiment.model import _cache
     from plugins.sentiment.plugin import suite_warm_up
+    from services.training import loading
+
+    # As on a CPU without native bfloat16, where a server too runs the graphs (services/training/loading.py).
+    monkeypatch.setattr(loading, "prefers_bfloat16", lambda precision: False)
 
     ctx = trained_context(training={"device": "cpu"})
     _cache.clear()
