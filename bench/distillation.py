@@ -368,19 +368,14 @@ def benchmark(split: Split, args, work: Path) -> tuple[list[Row], list[str]]:
     with_transfer = Row("MiniLM distilled + transfer", minilm)
     int8 = Row("  the same student, ONNX int8", minilm)
     quantized = int8 if args.skip_tapt_rows else None
-    run_row(
-        with_transfer, engine, split, args.seeds, args, work, final=True, params=distil, transfer=transfer,
-        int8_row=quantized,
-    )
+    distilled = {"final": True, "params": distil, "transfer": transfer}
+    run_row(with_transfer, engine, split, args.seeds, args, work, **distilled, int8_row=quantized)
     rows += [alone, with_transfer]
     student = with_transfer
     if not args.skip_tapt_rows:
         student = Row("MiniLM + TAPT, distilled + transfer", tapt_dir)
         int8.backbone = tapt_dir
-        run_row(
-            student, engine, split, args.seeds, args, work, final=True, params=distil, transfer=transfer,
-            int8_row=int8,
-        )
+        run_row(student, engine, split, args.seeds, args, work, **distilled, int8_row=int8)
         rows.append(student)
     rows.append(int8)
     if int8.runs:

@@ -63,24 +63,26 @@ def test_slots_in_the_first_message_fill_the_template_at_once(trained_ctx):
     assert answer.top2[0][0] == "lost_or_stolen_card" and answer.model_version == "chatbot/intent@v1"
 
 
-def test_an_unanswered_slot_is_asked_again_once_then_dropped(trained_ctx):
-    bot = bot_with(trained_ctx, confidence_threshold=0.99, margin_threshold=0.0)
+def awaiting_an_amount(trained_ctx):
+    """A bot that takes no reply for a confident new intent, and a conversation waiting for an amount."""
     conversation = bot_with(trained_ctx, confidence_threshold=0.3, margin_threshold=0.0).answer(
         "I want to send money to my sister"
     )
-    again = bot.answer("hmm I am not sure", conversation.conversation_id)
+    return bot_with(trained_ctx, confidence_threshold=0.99, margin_threshold=0.0), conversation.conversation_id
+
+
+def test_an_unanswered_slot_is_asked_again_once_then_dropped(trained_ctx):
+    bot, conversation = awaiting_an_amount(trained_ctx)
+    again = bot.answer("hmm I am not sure", conversation)
     assert again.awaiting_slot == "amount" and again.answer.startswith("Sorry, I didn't catch that.")
-    moved_on = bot.answer("hmm I am still not sure", conversation.conversation_id)
+    moved_on = bot.answer("hmm I am still not sure", conversation)
     assert moved_on.awaiting_slot is None and moved_on.source in ("retrieval", "out_of_scope", "handoff")
 
 
 def test_a_reply_naming_only_a_slot_the_template_lacks_is_asked_again(trained_ctx):
-    bot = bot_with(trained_ctx, confidence_threshold=0.99, margin_threshold=0.0)
-    conversation = bot_with(trained_ctx, confidence_threshold=0.3, margin_threshold=0.0).answer(
-        "I want to send money to my sister"
-    )
+    bot, conversation = awaiting_an_amount(trained_ctx)
     # An account type fills no slot of transfer_money: the amount is still missing.
-    again = bot.answer("from my savings account", conversation.conversation_id)
+    again = bot.answer("from my savings account", conversation)
     assert again.awaiting_slot == "amount" and again.answer.startswith("Sorry, I didn't catch that.")
     assert again.slots == {}
 

@@ -241,11 +241,13 @@ def test_the_scheduled_job_runs_the_monitor(trained_context) -> None:
 
 
 def test_the_saved_onnx_graph_scores_as_torch_does_and_serves_by_default_on_a_cpu(trained_context, monkeypatch) -> None:
-    from plugins.sentiment.model import load_classifier
+    from plugins.sentiment.model import _cache, load_classifier
     from services.training import loading
 
-    # As on a CPU without native bfloat16 (this test process has imported torch: see loading.py).
+    # As on a CPU without native bfloat16 (this test process has imported torch: see loading.py), with
+    # no classifier an earlier test loaded under the real rule.
     monkeypatch.setattr(loading, "prefers_bfloat16", lambda precision: False)
+    _cache.clear()
 
     texts = ["Profit fell sharply and the outlook was cut.", "Sales rose 12% on strong demand.", "The AGM is in May."]
     torch_ctx = trained_context(training={"inference_precision": "float32", "inference_runtime": "torch"})
