@@ -89,11 +89,12 @@ def calibrate_confidence(
     if confidences.size < MIN_VALIDATION:
         return fallback, "fallback", {"reason": f"only {confidences.size} validation messages"}
     in_scope = np.ones_like(correct) if in_scope is None else np.asarray(in_scope, bool)
+    customers = max(int(in_scope.sum()), 1)
     candidates = np.unique(confidences)
     answered = confidences[None, :] >= candidates[:, None]  # (candidates, messages)
     n_answered = answered.sum(axis=1)
     precision = (answered & correct[None, :]).sum(axis=1) / np.maximum(n_answered, 1)
-    turned_away = (~answered & in_scope[None, :]).sum(axis=1) / max(int(in_scope.sum()), 1)
+    turned_away = (~answered & in_scope[None, :]).sum(axis=1) / customers
     allowed = turned_away <= max_rejection  # the lowest candidate answers everything: always allowed
     feasible = np.flatnonzero((precision >= target_precision) & (n_answered > 0) & allowed)
     if feasible.size:
@@ -113,7 +114,7 @@ def calibrate_confidence(
             "target_reached": reached,
             "precision_at_threshold": float(correct[chosen].mean()) if chosen.any() else 0.0,
             "coverage_at_threshold": float(chosen.mean()),
-            "in_scope_turned_away": float((~chosen & in_scope).sum() / max(int(in_scope.sum()), 1)),
+            "in_scope_turned_away": float((~chosen & in_scope).sum() / customers),
             "max_rejection": max_rejection,
         },
     )

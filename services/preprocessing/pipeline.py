@@ -142,11 +142,9 @@ class Preprocessor:
     def _texts_to_parse(self, texts: Sequence[str], wanted: frozenset[str] | None) -> list[int]:
         """Indexes of the texts the pipeline must see: all, unless the gate can rule some out (it cannot once
         plugins add components, which may set entities of any label)."""
-        if wanted is None or (self._nlp is not None and wanted):
-            return list(range(len(texts)))
-        if not wanted:
+        if wanted is not None and not wanted:
             return []
-        if self._configure is not None or not self._gate.covers(wanted):
+        if wanted is None or self._nlp is not None or self._configure is not None or not self._gate.covers(wanted):
             return list(range(len(texts)))
         return [index for index, text in enumerate(texts) if self._gate.may_match(text, wanted)]
 
