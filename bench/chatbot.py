@@ -11,6 +11,8 @@ detector, and refit on everything below 50 examples per intent):
 - ``oos-per-intent-examples``: as ``oos-per-intent``, plus ``--per-intent`` training
   messages of each held-out intent given as out-of-scope examples (they calibrate and
   choose the score); ``oos-per-intent-class``: the same examples also trained as one more class.
+- ``oos-examples`` / ``oos-class`` (not run by default): as ``oos``, with the same
+  out-of-scope examples for calibration / as one more class.
 - ``all`` / ``per-intent``: all 77 intents, nothing out of scope (not run by default).
 
 Which out-of-scope score the bot uses is chosen per run on dev data carved from the
@@ -56,7 +58,16 @@ from bench.common import (
     write_results,
 )
 
-ALL_RUNS = ("oos-per-intent", "oos", "oos-per-intent-examples", "oos-per-intent-class", "all", "per-intent")
+ALL_RUNS = (
+    "oos-per-intent",
+    "oos",
+    "oos-per-intent-examples",
+    "oos-per-intent-class",
+    "all",
+    "per-intent",
+    "oos-examples",
+    "oos-class",
+)
 DEFAULT_RUNS = ALL_RUNS[:4]
 OOS_LABEL = "out_of_scope"
 # --report-on dev: this many training messages per intent, drawn with their own seed, are never trained on.
@@ -260,6 +271,8 @@ def describe(name: str, args) -> str:
         "oos-per-intent": f"{n} per intent, {k} intents out of scope",
         "oos-per-intent-examples": f"{n} per intent, {k} out of scope, {n} oos examples each (calibration)",
         "oos-per-intent-class": f"{n} per intent, {k} out of scope, {n} oos examples each (extra class)",
+        "oos-examples": f"all data, {k} out of scope, {n} oos examples each (calibration)",
+        "oos-class": f"all data, {k} out of scope, {n} oos examples each (extra class)",
         "all": "all training data",
         "per-intent": f"{n} examples per intent",
     }[name]
