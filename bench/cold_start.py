@@ -7,7 +7,9 @@ one hyperfine run (Debian package ``hyperfine``).
     python -m bench.cold_start --baseline ../main       # also the same commands from another checkout
 
 Each command runs as ``env PYTHONPATH=CHECKOUT python -m suite ...`` with one warm-up run (the
-files are in the page cache; the process, its imports and its models are cold).
+files are in the page cache; the process, its imports and its models are cold). Each checkout's
+modules are byte-compiled first, as ``make install`` does, so that ``PYTHONDONTWRITEBYTECODE``
+in the environment cannot make one side compile its sources on every run.
 """
 
 from __future__ import annotations
@@ -69,6 +71,11 @@ def suite_command(checkout: Path, args: list[str]) -> str:
     return shlex.join(["env", f"PYTHONPATH={path}", sys.executable, "-m", "suite", *args])
 
 
+def byte_compile(checkout: Path) -> None:
+    folders = [str(checkout / name) for name in ("suite", "services", "plugins")]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *folders], check=True, stdout=subprocess.DEVNULL)
+
+
 def hyperfine(commands: list[tuple[str, str]], runs: int, env: dict[str, str], data_dir: Path) -> list[dict]:
     forget_vectors = shlex.join(["rm", "-f", *(str(p) for p in (data_dir / "cache" / "embeddings").glob("vectors*"))])
     with tempfile.NamedTemporaryFile(suffix=".json") as export:
@@ -94,6 +101,8 @@ def main() -> None:
         if args.data_dir is None:
             quickstart(data_dir, config)
         env = {**os.environ, "SUITE_DATA_DIR": str(data_dir), "SUITE_CONFIG": str(config), "COLUMNS": "80"}
+        for checkout in filter(None, (ROOT, args.baseline)):
+            byte_compile(checkout)
         commands = [('python -c "import torch"', shlex.join([sys.executable, "-c", "import torch"]))]
         for name, argv in REQUESTS:
             commands.append((name, suite_command(ROOT, argv)))
