@@ -60,12 +60,12 @@ def timed(encode: Callable[[Sequence[str]], np.ndarray], texts: Sequence[str]) -
 def main() -> None:
     args = parse_args()
     set_threads(args.threads)
+    jobs = workloads(sentence_pool(), args.sentences)  # before importing the models: SKIP early without data
     from sentence_transformers import SentenceTransformer
 
     from services.backbone import resolve_backbone
     from services.embeddings import Embedder
 
-    jobs = workloads(sentence_pool(), args.sentences)  # before loading models: SKIP early without data
     path = resolve_backbone(args.model)
     embedder = Embedder(path, batch_size=args.batch_size, max_length=args.max_length, cache_dir=None, device="cpu")
     peer = SentenceTransformer(path, device="cpu", local_files_only=True)

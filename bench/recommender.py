@@ -241,6 +241,7 @@ def both_trains(warm, cold) -> dict[str, list[str]]:
 def main() -> None:
     args = parse_args()
     set_threads(args.threads)
+    histories, texts = load_citeulike(args.users)  # before importing the models: SKIP early without data
     from plugins.recommender.adapter import adapt
     from plugins.recommender.evaluation import (
         BASELINES,
@@ -251,7 +252,6 @@ def main() -> None:
     )
     from plugins.recommender.training import fine_tune, fit_adapter, resolved_training, validation_split
 
-    histories, texts = load_citeulike(args.users)
     ids = sorted(texts, key=lambda item: int(item[1:]))
     item_texts = [texts[item] for item in ids]
     training: dict[str, Any] = {
