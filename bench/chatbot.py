@@ -18,6 +18,9 @@ detector, and refit on everything below 50 examples per intent):
   are out of scope. Its out-of-domain half needs CLINC150, which is not shipped.
 - ``all`` / ``per-intent``: all 77 intents, nothing out of scope (not run by default).
 
+``--synthetic-outliers W`` sets the plugin's ``synthetic_outliers`` option in every run: an
+out-of-scope class trained on mixtures of two intents' sentence vectors, with no example.
+
 Which out-of-scope score the bot uses is chosen per run on dev data carved from the
 training split, never the test split: the held-out intents' training messages (out of
 scope) against in-scope messages no model trained on (the plugin's own validation split
@@ -123,6 +126,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=float, default=None, help="override the plugin's training epochs")
     parser.add_argument("--max-steps", type=int, default=None, help="cap training steps (smoke runs)")
     parser.add_argument(
+        "--synthetic-outliers",
+        type=float,
+        default=0.0,
+        help="the plugin's synthetic_outliers option (weight of the out-of-scope class trained on mixtures of two "
+        "intents' features; 0: off)",
+    )
+    parser.add_argument(
         "--report-on",
         choices=("test", "dev"),
         default="test",
@@ -177,7 +187,11 @@ def run_setting(name: str, data: dict[str, list], args, templates: Path) -> dict
     from services.training import LabeledText, split_train_validation
 
     params = {k: v for k, v in (("epochs", args.epochs), ("max_steps", args.max_steps)) if v}
-    options = {"templates": str(templates), "out_of_scope_class": name.endswith("-class")}
+    options = {
+        "templates": str(templates),
+        "out_of_scope_class": name.endswith("-class"),
+        "synthetic_outliers": args.synthetic_outliers,
+    }
     with tempfile.TemporaryDirectory(prefix=f"bench-chatbot-{name}-") as scratch:
         ctx = suite_context(Path(scratch), "chatbot", options, threads=args.threads)
         try:
@@ -308,6 +322,7 @@ def main() -> None:
 
 def describe(name: str, args) -> str:
     n, k = args.per_intent, args.oos_intents
+    outliers = f", synthetic outliers x{args.synthetic_outliers:g}" if args.synthetic_outliers else ""
     return {
         "oos": f"all data, {k} intents out of scope",
         "oos-per-intent": f"{n} per intent, {k} intents out of scope",
@@ -318,7 +333,7 @@ def describe(name: str, args) -> str:
         "banking77-oos": f"BANKING77-OOS, in-domain: all data, {len(BANKING77_OOS_HELD_OUT)} intents out of scope",
         "all": "all training data",
         "per-intent": f"{n} examples per intent",
-    }[name]
+    }[name] + outliers
 
 
 def report(args, results: list[dict[str, Any]]) -> None:

@@ -237,6 +237,7 @@ def print_training_report(version: ModelVersion, out: Console) -> None:
 def warn_missing_templates(chatbot: Chatbot, labels: list[str], out: Console) -> None:
     """Intents without an answer template are answered from the knowledge base, else handed off: say which."""
     book = chatbot.templates
+    labels = [label for label in labels if label != chatbot.options.out_of_scope_label]  # a class, not an intent
     missing = [label for label in labels if not ((template := book.get(label)) and template.template)]
     if missing:
         shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")

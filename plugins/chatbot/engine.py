@@ -194,6 +194,7 @@ class Chatbot:
         runner_up = prediction.runner_up
         if (
             runner_up is not None
+            and runner_up[0] != self.options.out_of_scope_label
             and prediction.margin < limits.margin
             and prediction.confidence + runner_up[1] >= limits.pair
         ):

@@ -31,6 +31,12 @@ class ChatbotOptions(BaseModel):
     out_of_scope_class: bool = Field(
         False, description="also train the out-of-scope examples as one more class (most are held out to calibrate)"
     )
+    synthetic_outliers: float = Field(
+        0.0,
+        ge=0,
+        description="train the out-of-scope class on mixtures of two intents' features, with this weight against "
+        "the intents' loss; needs no out-of-scope example (0: off)",
+    )
 
     # -- training (defaults sized for the sample; the trainer's config fills the rest) --
     epochs: float = Field(8.0, gt=0)

@@ -94,6 +94,9 @@ def train_intent_model(
         outside_train, outside = _split_texts(outside, options.validation_fraction, ctx.settings.training.seed)
         train = [*train, *(LabeledText(text, options.out_of_scope_label) for text in outside_train)]
     resolved = training_params(options, params)
+    if options.synthetic_outliers > 0:
+        outliers = {"outlier_label": options.out_of_scope_label, "outlier_weight": options.synthetic_outliers}
+        resolved = {**outliers, **resolved}
     refitting = validation is None and refits(options.refit, rows, held_out)
     if refitting:  # the first run trains every epoch; the refit as many as were best (see refits())
         resolved = {"early_stopping_patience": 0, **resolved}
@@ -256,7 +259,7 @@ def calibrate_model(
         )
     ranked = [rank(row, classifier.labels) for row in softmax(logits)] if texts else []
     rejected = detector.scores(features, logits) > detector.threshold if detector else np.zeros(len(texts), dtype=bool)
-    if texts and options.out_of_scope_class and options.out_of_scope_label in index:
+    if texts and options.out_of_scope_label in index:  # a class of its own: trained on examples or outliers
         rejected |= logits.argmax(axis=1) == index[options.out_of_scope_label]
     calibration = calibrate_thresholds(ranked, truth, rejected, classifier.labels, options)
     routing = expected_routing(ranked, truth, rejected, calibration, classifier.labels)

@@ -40,7 +40,11 @@ from services.training.folders import check_weights_format, resolve_device, save
 from services.training.loop import RunOutcome, StepCallback, TrainingRun
 from services.training.params import ResolvedParams, TrainParams, merge_params, resolve_params
 from services.training.task import Task
-from services.training.tasks.classification import FEW_SHOT_EXAMPLES_PER_LABEL, starts_from_centroids
+from services.training.tasks.classification import (
+    FEW_SHOT_EXAMPLES_PER_LABEL,
+    starts_from_centroids,
+    with_outlier_label,
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +161,7 @@ class TrainingEngine:
         labels = check_classification_data(train, validation)
         resolved = self.resolve_params(params, "classification")
         resolved = replace(resolved, pooling=resolve_pooling(resolved.pooling, backbone))
+        labels = with_outlier_label(labels, resolved)
         if resolved.teacher is None:
             from services.training.tasks.classification import ClassificationTask
 

@@ -76,6 +76,12 @@ class TrainParams(BaseModel):
     distill_alpha: float | None = Field(
         None, ge=0, le=1, description="distillation: weight of the teacher's soft targets (1 - alpha: gold labels)"
     )
+    outlier_label: str | None = Field(
+        None, description="classifier: the label that synthetic outliers train (added when no example has it)"
+    )
+    outlier_weight: float | None = Field(
+        None, ge=0, description="classifier: weight of the synthetic-outlier loss against the labelled one; 0: off"
+    )
 
     @classmethod
     def coerce(cls, params: TrainParams | dict[str, Any] | None) -> TrainParams:
@@ -120,6 +126,8 @@ class ResolvedParams:
     teacher: str | None = None
     distill_temperature: float = DISTILL_TEMPERATURE
     distill_alpha: float = DISTILL_ALPHA
+    outlier_label: str | None = None
+    outlier_weight: float = 0.0
 
 
 def merge_params(*layers: TrainParams | dict[str, Any] | None) -> TrainParams:
@@ -159,6 +167,7 @@ def resolve_params(
         "mlm_probability": MLM_PROBABILITY,
         "distill_temperature": DISTILL_TEMPERATURE,
         "distill_alpha": DISTILL_ALPHA,
+        "outlier_weight": 0.0,
     }
     values = {name: given[name] if given.get(name) is not None else defaults.get(name) for name in given}
     if values["early_stopping_patience"] == 0:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from services.backbone import pretrained_kwargs
-from services.errors import ModelError, one_line
+from services.errors import ConfigError, ModelError, one_line
 from services.training.batching import length_sorted_chunks, pad_batch
 from services.training.data import LabeledText
 from services.training.folders import load_tokenizer, save_model
@@ -29,6 +29,33 @@ def starts_from_centroids(head_init: str, examples: int, labels: int) -> bool:
     if head_init == "auto":
         return examples < FEW_SHOT_EXAMPLES_PER_LABEL * labels
     return head_init == "centroids"
+
+
+def with_outlier_label(labels: list[str], params: ResolvedParams) -> list[str]:
+    """The run's labels, plus ``params.outlier_label`` where synthetic outliers train it."""
+    if params.outlier_weight <= 0:
+        return labels
+    if not params.outlier_label:
+        raise ConfigError("outlier_weight needs outlier_label: the label the synthetic outliers train")
+    if params.teacher is not None:
+        raise ConfigError("synthetic outliers and distillation cannot be combined in one run")
+    return sorted({*labels, params.outlier_label})
+
+
+def synthetic_outliers(
+    features: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor | None:
+    """Points between two intents, which belong to neither: each example's head input mixed with
+    that of a random partner of another label, 30-70% each (the self-supervised outliers of
+    Zhan et al., 2021, "Out-of-Scope Intent Detection with Self-Supervision and Discriminative
+    Training"). None when the batch holds one label only."""
+    partners = torch.randperm(len(targets), generator=generator).to(targets.device)
+    different = targets != targets[partners]
+    count = int(different.sum())
+    if count == 0:
+        return None
+    share = torch.empty(count, 1).uniform_(0.3, 0.7, generator=generator).to(features.device, features.dtype)
+    return share * features[different] + (1 - share) * features[partners[different]]
 
 
 def load_classifier_model(backbone: str, labels: list[str], pooling: str, allow_downloads: bool = False):
@@ -69,6 +96,10 @@ class ClassificationTask:
         self.eval_batch_size = max(64, 2 * params.batch_size)
         self.pad_to = params.max_length if params.padding == "max_length" else None
         label_ids = {label: i for i, label in enumerate(labels)}
+        # Synthetic outliers train this label (no example needs to carry it): see synthetic_outliers().
+        self.outlier_index = label_ids.get(params.outlier_label) if params.outlier_weight > 0 else None
+        self.outlier_weight = params.outlier_weight
+        self.outlier_generator = torch.Generator().manual_seed(params.seed)
         self.ids = tokenize_texts(tokenizer, [row.text for row in train], params.max_length)
         self.targets = np.array([label_ids[row.label] for row in train], dtype=np.int64)
         self.lengths = [len(ids) for ids in self.ids]
@@ -157,7 +188,22 @@ class ClassificationTask:
         return self.model(input_ids=input_ids, attention_mask=mask).logits
 
     def loss(self, batch: np.ndarray) -> torch.Tensor:
-        return F.cross_entropy(self.logits(batch), torch.from_numpy(self.targets[batch]).to(self.device))
+        targets = torch.from_numpy(self.targets[batch]).to(self.device)
+        if self.outlier_index is None:
+            return F.cross_entropy(self.logits(batch), targets)
+        head = _output_layer(self.model, len(self.labels))
+        inputs: list[torch.Tensor] = []
+        hook = head.register_forward_hook(lambda _m, args, _out: inputs.append(args[0]))
+        try:
+            logits = self.logits(batch)
+        finally:
+            hook.remove()
+        loss = F.cross_entropy(logits, targets)
+        mixed = synthetic_outliers(inputs[0], targets, self.outlier_generator)
+        if mixed is None:
+            return loss
+        outlier = torch.full((len(mixed),), self.outlier_index, dtype=torch.long, device=self.device)
+        return loss + self.outlier_weight * F.cross_entropy(head(mixed), outlier)
 
     def evaluate(self, on_train: bool = False) -> dict[str, Any]:
         if on_train:

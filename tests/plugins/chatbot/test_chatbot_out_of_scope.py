@@ -187,3 +187,22 @@ def test_train_names_the_intents_without_a_template(trained_ctx, tmp_path):
     text = console.export_text()
     assert f"{len(bot.model().labels) - 1} of {len(bot.model().labels)} intents have no template" in text
     assert "lost_or_stolen_card" in text and "change_pin" not in text.split(":", 2)[-1]
+
+
+@pytest.mark.slow
+def test_synthetic_outliers_train_an_out_of_scope_class_without_examples(context_factory):
+    from plugins.chatbot.cli import warn_missing_templates
+    from plugins.chatbot.training import train_from_files
+
+    small = {"epochs": 6, "batch_size": 16, "max_length": 32, "refit": "never"}
+    ctx = context_factory({**small, "synthetic_outliers": 1.0})
+    version = train_from_files(ctx, {"progress": False})
+    assert "out_of_scope" in version.card.labels and version.card.hyperparameters["outlier_weight"] == 1.0
+    assert version.card.metrics["out_of_scope_trained"] == 0
+    bot = Chatbot(ctx)
+    console = Console(record=True, width=200)
+    warn_missing_templates(bot, version.card.labels, console)
+    assert "out_of_scope" not in console.export_text()
+    answers = [bot.answer(row.text) for row in load_labeled_texts(SAMPLE_DIR / "intents.csv")[::6]]
+    assert all(answer.clarify is None or "out_of_scope" not in answer.clarify for answer in answers)
+    assert sum(answer.source == "template" for answer in answers) >= len(answers) / 2
