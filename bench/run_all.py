@@ -68,6 +68,7 @@ SECTION_ORDER = [
     "chatbot_oos-per-intent-examples+oos-per-intent-class.md",
     "chatbot_per-intent.md",
     "chatbot_per-intent_on_the_dev_set.md",
+    "chatbot_synthetic_outliers_on_the_dev_set.md",
     "sentiment.md",
     "sentiment_settings_on_the_dev_set.md",
     "recommender.md",
