@@ -174,7 +174,7 @@ def dev_scores(model, in_rows: list, out_texts: list[str]) -> dict[str, float]:
     result = {}
     for method in METHODS:
         if method in detector.thresholds:
-            values = score(method, detector.bank, features, logits)
+            values = score(method, detector.bank, features, logits, detector.outlier)
             result[method] = auroc(values[: len(in_rows)], values[len(in_rows) :])
     return result
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from plugins.chatbot.calibration import Calibration
-from plugins.chatbot.ood import OutOfScopeDetector
+from plugins.chatbot.ood import OutOfScopeDetector, in_scope_logits
 from plugins.chatbot.options import INTENT_TASK, PLUGIN
 from suite.errors import ModelError
 
@@ -75,9 +75,11 @@ class IntentModel:
             return [rank(row, labels) for row in self.classifier.predict_proba(texts)]
         features, logits = self.classifier.features_and_logits(texts)
         scores = self.detector.scores(features, logits)
+        # A class trained on synthetic outliers speaks through its calibrated score, never as an intent.
+        probabilities = softmax(in_scope_logits(logits, self.detector.outlier))
         return [
             rank(row, labels, score=float(value), threshold=self.detector.threshold)
-            for row, value in zip(softmax(logits), scores, strict=True)
+            for row, value in zip(probabilities, scores, strict=True)
         ]
 
 

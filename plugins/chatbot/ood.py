@@ -8,7 +8,9 @@ raw logits. Every score is "higher = more out of scope":
 * ``mahalanobis``: smallest Mahalanobis distance to an intent's mean, with one covariance
   shared by all intents (Ledoit-Wolf shrunk, so 10 examples per intent suffice);
 * ``max_logit``: minus the largest logit; ``energy``: minus the logits' log-sum-exp;
-* ``msp``: minus the largest softmax probability (the baseline the others are measured against).
+* ``msp``: minus the largest softmax probability (the baseline the others are measured against);
+* ``outlier_class``: the probability of the class trained on synthetic outliers
+  (``synthetic_outliers``), where the model has one.
 
 No out-of-scope example is needed: the threshold is the score that turns away
 ``false_rejection_rate`` of held-out in-scope messages. Out-of-scope examples, when the
@@ -30,7 +32,7 @@ from suite.errors import ConfigError
 
 OOD_FILE = "ood.json"
 OOD_ARRAYS = "ood.npz"
-METHODS = ("knn", "mahalanobis", "max_logit", "energy", "msp")
+METHODS = ("knn", "mahalanobis", "max_logit", "energy", "msp", "outlier_class")
 MIN_CALIBRATION = 20  # fewer held-out in-scope messages cannot place a 5% threshold
 
 
@@ -77,9 +79,28 @@ class FeatureBank:
         return {"vectors": self.vectors, "labels": self.labels, "means": self.means, "precision": self.precision}
 
 
-def score(method: str, bank: FeatureBank | None, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    """Out-of-scope scores of a batch (higher: more likely out of scope)."""
+def in_scope_logits(logits: np.ndarray, outlier: int | None) -> np.ndarray:
+    """The logits with the synthetic-outlier class's column, if any, at minus infinity: the
+    intents alone compete, and every column keeps its index."""
+    if outlier is None:
+        return logits
+    masked = np.array(logits, dtype=np.float64)
+    masked[:, outlier] = -np.inf
+    return masked
+
+
+def score(
+    method: str, bank: FeatureBank | None, features: np.ndarray, logits: np.ndarray, outlier: int | None = None
+) -> np.ndarray:
+    """Out-of-scope scores of a batch (higher: more likely out of scope). ``outlier``: the column
+    of the class trained on synthetic outliers; every other score reads the intents' logits only."""
     logits = np.asarray(logits, np.float64)
+    if method == "outlier_class":
+        if outlier is None:
+            raise ValueError("out-of-scope method 'outlier_class' needs a model trained with synthetic outliers")
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return shifted[:, outlier] / shifted.sum(axis=1)
+    logits = in_scope_logits(logits, outlier)
     if method == "msp":
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         return -(shifted.max(axis=1) / shifted.sum(axis=1))
@@ -140,6 +161,7 @@ class OutOfScopeDetector:
     thresholds: dict[str, float]
     bank: FeatureBank | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    outlier: int | None = None  # the logits' column of the class trained on synthetic outliers
 
     @property
     def threshold(self) -> float:
@@ -152,14 +174,14 @@ class OutOfScopeDetector:
         if method not in self.thresholds:
             saved = ", ".join(self.thresholds)
             raise ConfigError(f"out_of_scope_method '{method}' was not calibrated with this model (saved: {saved})")
-        return OutOfScopeDetector(method, self.thresholds, self.bank, self.details)
+        return OutOfScopeDetector(method, self.thresholds, self.bank, self.details, self.outlier)
 
     def scores(self, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
-        return score(self.method, self.bank, features, logits)
+        return score(self.method, self.bank, features, logits, self.outlier)
 
     def save(self, folder: Path) -> None:
         folder = Path(folder)
-        meta = {"method": self.method, "thresholds": self.thresholds, "details": self.details}
+        meta = {"method": self.method, "thresholds": self.thresholds, "details": self.details, "outlier": self.outlier}
         (folder / OOD_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         if self.bank is not None:
             np.savez(folder / OOD_ARRAYS, **self.bank.arrays())
@@ -175,7 +197,7 @@ class OutOfScopeDetector:
             with np.load(folder / OOD_ARRAYS, allow_pickle=False) as data:
                 bank = FeatureBank(**{name: data[name] for name in ("vectors", "labels", "means", "precision")})
         thresholds = {name: float(value) for name, value in meta["thresholds"].items()}
-        return cls(meta["method"], thresholds, bank, meta.get("details", {}))
+        return cls(meta["method"], thresholds, bank, meta.get("details", {}), meta.get("outlier"))
 
 
 @dataclass
@@ -192,7 +214,12 @@ class HeldOut:
 
 
 def fit_detector(
-    bank: FeatureBank | None, held_out: HeldOut, *, method: str, false_rejection_rate: float
+    bank: FeatureBank | None,
+    held_out: HeldOut,
+    *,
+    method: str,
+    false_rejection_rate: float,
+    outlier: int | None = None,
 ) -> OutOfScopeDetector | None:
     """Every method's threshold at ``false_rejection_rate`` of the held-out in-scope messages,
     and the method in use: ``method``, or with "auto" the best AUROC on held-out out-of-scope
@@ -201,7 +228,8 @@ def fit_detector(
     if inside.sum() < MIN_CALIBRATION:
         return None
     usable = [m for m in METHODS if bank is not None or m not in ("knn", "mahalanobis")]
-    all_scores = {m: score(m, bank, held_out.features, held_out.logits) for m in usable}
+    usable = [m for m in usable if outlier is not None or m != "outlier_class"]
+    all_scores = {m: score(m, bank, held_out.features, held_out.logits, outlier) for m in usable}
     aurocs = {m: auroc(s[inside], s[~inside]) for m, s in all_scores.items()}
     if method == "auto":
         measured = {m: a for m, a in aurocs.items() if a is not None}
@@ -217,4 +245,4 @@ def fit_detector(
     if (~inside).any():
         details["out_of_scope_caught"] = round(float(rejected[~inside].mean()), 4)
         details["auroc"] = {m: round(a, 4) for m, a in aurocs.items() if a is not None}
-    return OutOfScopeDetector(method, thresholds, bank, details)
+    return OutOfScopeDetector(method, thresholds, bank, details, outlier)

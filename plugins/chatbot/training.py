@@ -23,7 +23,7 @@ from plugins.chatbot.calibration import Calibration, calibrate_confidence, calib
 from plugins.chatbot.data import is_out_of_scope_label, load_labeled_texts, load_lines
 from plugins.chatbot.knowledge import IndexReport, KnowledgeBase, load_eval_queries
 from plugins.chatbot.model import IntentPrediction, rank, softmax
-from plugins.chatbot.ood import FeatureBank, HeldOut, OutOfScopeDetector, fit_detector
+from plugins.chatbot.ood import FeatureBank, HeldOut, OutOfScopeDetector, fit_detector, in_scope_logits
 from plugins.chatbot.options import INTENT_TASK, PLUGIN, ChatbotOptions, DataPaths
 from services.training import LabeledText, split_train_validation
 from services.training.engine import FEW_SHOT_EXAMPLES_PER_LABEL
@@ -231,6 +231,15 @@ def feature_bank(
     return FeatureBank.fit(features, [index[row.label] for row in known], len(classifier.labels))
 
 
+def synthetic_outlier_column(options: ChatbotOptions, index: dict[str, int]) -> int | None:
+    """The logits' column of a class trained on synthetic outliers alone (no out-of-scope example
+    trained it): calibrated as one more out-of-scope score, where a class trained on examples
+    decides by its argmax."""
+    if options.synthetic_outliers <= 0 or options.out_of_scope_class:
+        return None
+    return index.get(options.out_of_scope_label)
+
+
 def calibrate_model(
     model_dir: Path,
     train: Sequence[LabeledText],
@@ -248,6 +257,7 @@ def calibrate_model(
     texts = [row.text for row in validation] + list(out_of_scope)
     features, logits = classifier.features_and_logits(texts) if texts else (np.empty((0, 0)), np.empty((0, 0)))
     truth = np.array([index.get(row.label, -1) for row in validation] + [-1] * len(out_of_scope), dtype=np.int64)
+    outlier = synthetic_outlier_column(options, index)
     detector = None
     if texts:
         bank = feature_bank(model_dir, train, options, device=device, max_length=max_length)
@@ -256,10 +266,11 @@ def calibrate_model(
             HeldOut(features, logits, truth),
             method=options.out_of_scope_method or "auto",
             false_rejection_rate=options.false_rejection_rate,
+            outlier=outlier,
         )
-    ranked = [rank(row, classifier.labels) for row in softmax(logits)] if texts else []
+    ranked = [rank(row, classifier.labels) for row in softmax(in_scope_logits(logits, outlier))] if texts else []
     rejected = detector.scores(features, logits) > detector.threshold if detector else np.zeros(len(texts), dtype=bool)
-    if texts and options.out_of_scope_label in index:  # a class of its own: trained on examples or outliers
+    if texts and outlier is None and options.out_of_scope_label in index:  # a class trained on examples
         rejected |= logits.argmax(axis=1) == index[options.out_of_scope_label]
     calibration = calibrate_thresholds(ranked, truth, rejected, classifier.labels, options)
     routing = expected_routing(ranked, truth, rejected, calibration, classifier.labels)

@@ -77,7 +77,7 @@ def test_threshold_turns_away_the_configured_share_of_in_scope_messages(tmp_path
     bank = FeatureBank.fit(features, labels, 3)
     held, held_labels = clusters(seed=3, per_class=40)
     detector = fit_detector(bank, HeldOut(held, logits_of(held), held_labels), method="auto", false_rejection_rate=0.05)
-    assert detector.method == "knn" and set(detector.thresholds) == set(METHODS)
+    assert detector.method == "knn" and set(detector.thresholds) == set(METHODS) - {"outlier_class"}
     assert detector.details["false_rejection_rate"] == pytest.approx(0.05, abs=0.01)
     assert "auroc" not in detector.details  # no out-of-scope example to measure it on
     detector.save(tmp_path)
@@ -86,6 +86,33 @@ def test_threshold_turns_away_the_configured_share_of_in_scope_messages(tmp_path
     assert loaded.thresholds == pytest.approx(detector.thresholds)
     np.testing.assert_allclose(loaded.scores(held, logits_of(held)), detector.scores(held, logits_of(held)))
     assert loaded.using("energy").threshold == detector.thresholds["energy"]
+
+
+def test_a_synthetic_outlier_class_is_a_score_of_its_own_and_never_an_intent(tmp_path):
+    features, labels = clusters()
+    with_class = np.hstack([logits_of(features), np.full((len(features), 1), 1.0)])  # column 3: the outlier class
+    bank = FeatureBank.fit(features, labels, 4)
+    for method in ("knn", "mahalanobis", "max_logit", "energy", "msp"):  # the intents alone compete
+        np.testing.assert_allclose(
+            score(method, bank, features, with_class, outlier=3),
+            score(method, FeatureBank.fit(features, labels, 3), features, logits_of(features)),
+            rtol=1e-4,
+        )
+    probabilities = softmax(with_class)
+    np.testing.assert_allclose(score("outlier_class", bank, features, with_class, outlier=3), probabilities[:, 3])
+    with pytest.raises(ValueError, match="synthetic outliers"):
+        score("outlier_class", bank, features, with_class)
+
+    held, held_labels = clusters(seed=3, per_class=40)
+    far = np.random.default_rng(2).normal(0, 0.3, (20, 8)) + np.eye(8)[5] * 5
+    logits = np.hstack([logits_of(np.vstack([held, far])), np.r_[np.zeros(len(held)), np.full(20, 30.0)][:, None]])
+    truth = np.r_[held_labels, np.full(20, -1)]
+    detector = fit_detector(
+        bank, HeldOut(np.vstack([held, far]), logits, truth), method="auto", false_rejection_rate=0.05, outlier=3
+    )
+    assert set(detector.thresholds) == set(METHODS) and detector.details["auroc"]["outlier_class"] == 1.0
+    detector.save(tmp_path)
+    assert OutOfScopeDetector.load(tmp_path).outlier == 3
 
 
 def test_out_of_scope_examples_choose_the_score_with_the_best_auroc():
@@ -200,9 +227,11 @@ def test_synthetic_outliers_train_an_out_of_scope_class_without_examples(context
     assert "out_of_scope" in version.card.labels and version.card.hyperparameters["outlier_weight"] == 1.0
     assert version.card.metrics["out_of_scope_trained"] == 0
     bot = Chatbot(ctx)
+    detector = bot.model().detector
+    assert detector.outlier == version.card.labels.index("out_of_scope") and "outlier_class" in detector.thresholds
     console = Console(record=True, width=200)
     warn_missing_templates(bot, version.card.labels, console)
     assert "out_of_scope" not in console.export_text()
     answers = [bot.answer(row.text) for row in load_labeled_texts(SAMPLE_DIR / "intents.csv")[::6]]
-    assert all(answer.clarify is None or "out_of_scope" not in answer.clarify for answer in answers)
+    assert all(answer.intent != "out_of_scope" for answer in answers)  # the class is a score, not an intent
     assert sum(answer.source == "template" for answer in answers) >= len(answers) / 2
