@@ -337,8 +337,8 @@ class Chatbot:
     # -- intents and feedback ------------------------------------------------------------
     def intent_labels(self) -> list[str]:
         """The intents the active model knows, else those with templates."""
-        try:
-            return self.model().labels
+        try:  # the out-of-scope class, where the model has one, is not an intent
+            return [label for label in self.model().labels if label != self.options.out_of_scope_label]
         except ModelError:
             return sorted(self.templates.intents)
 

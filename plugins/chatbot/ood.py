@@ -234,6 +234,8 @@ def fit_detector(
     if method == "auto":
         measured = {m: a for m, a in aurocs.items() if a is not None}
         method = max(measured, key=measured.get) if measured else DEFAULT_METHOD
+    if method not in all_scores:
+        raise ConfigError(f"out_of_scope_method '{method}' does not apply to this model (usable: {', '.join(usable)})")
     thresholds = {m: threshold_at(s[inside], false_rejection_rate) for m, s in all_scores.items()}
     rejected = all_scores[method] > thresholds[method]
     details: dict[str, Any] = {

@@ -268,6 +268,8 @@ def calibrate_model(
             false_rejection_rate=options.false_rejection_rate,
             outlier=outlier,
         )
+    if detector is None:  # serving masks the class only through a saved detector: calibrate as it will answer
+        outlier = None
     ranked = [rank(row, classifier.labels) for row in softmax(in_scope_logits(logits, outlier))] if texts else []
     rejected = detector.scores(features, logits) > detector.threshold if detector else np.zeros(len(texts), dtype=bool)
     if texts and outlier is None and options.out_of_scope_label in index:  # a class trained on examples

@@ -19,7 +19,7 @@ from plugins.chatbot.options import SAMPLE_DIR
 from plugins.chatbot.training import _split_out_of_scope
 from services.training import LabeledText
 from suite.cli import build_app
-from suite.errors import DataError
+from suite.errors import ConfigError, DataError
 
 runner = CliRunner()
 
@@ -113,6 +113,9 @@ def test_a_synthetic_outlier_class_is_a_score_of_its_own_and_never_an_intent(tmp
     assert set(detector.thresholds) == set(METHODS) and detector.details["auroc"]["outlier_class"] == 1.0
     detector.save(tmp_path)
     assert OutOfScopeDetector.load(tmp_path).outlier == 3
+    without_class = HeldOut(held, logits_of(held), held_labels)
+    with pytest.raises(ConfigError, match="'outlier_class' does not apply"):
+        fit_detector(bank, without_class, method="outlier_class", false_rejection_rate=0.05)
 
 
 def test_out_of_scope_examples_choose_the_score_with_the_best_auroc():
@@ -234,4 +237,5 @@ def test_synthetic_outliers_train_an_out_of_scope_class_without_examples(context
     assert "out_of_scope" not in console.export_text()
     answers = [bot.answer(row.text) for row in load_labeled_texts(SAMPLE_DIR / "intents.csv")[::6]]
     assert all(answer.intent != "out_of_scope" for answer in answers)  # the class is a score, not an intent
+    assert "out_of_scope" not in bot.intent_labels()
     assert sum(answer.source == "template" for answer in answers) >= len(answers) / 2
