@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from plugins.chatbot.calibration import Calibration
-from plugins.chatbot.ood import OutOfScopeDetector, in_scope_logits
+from plugins.chatbot.ood import OutOfScopeDetector, in_scope_logits, softmax
 from plugins.chatbot.options import INTENT_TASK, PLUGIN
 from suite.errors import ModelError
 
@@ -81,11 +81,6 @@ class IntentModel:
             rank(row, labels, score=float(value), threshold=self.detector.threshold)
             for row, value in zip(probabilities, scores, strict=True)
         ]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def rank(

@@ -79,6 +79,11 @@ class FeatureBank:
         return {"vectors": self.vectors, "labels": self.labels, "means": self.means, "precision": self.precision}
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
 def in_scope_logits(logits: np.ndarray, outlier: int | None) -> np.ndarray:
     """The logits with the synthetic-outlier class's column, if any, at minus infinity: the
     intents alone compete, and every column keeps its index."""
@@ -98,12 +103,10 @@ def score(
     if method == "outlier_class":
         if outlier is None:
             raise ValueError("out-of-scope method 'outlier_class' needs a model trained with synthetic outliers")
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return shifted[:, outlier] / shifted.sum(axis=1)
+        return softmax(logits)[:, outlier]
     logits = in_scope_logits(logits, outlier)
     if method == "msp":
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return -(shifted.max(axis=1) / shifted.sum(axis=1))
+        return -softmax(logits).max(axis=1)
     if method == "max_logit":
         return -logits.max(axis=1)
     if method == "energy":

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,17 @@ def synthetic_outliers(
     return share * features[different] + (1 - share) * features[partners[different]]
 
 
+@contextmanager
+def head_inputs(head: torch.nn.Module) -> Iterator[list[torch.Tensor]]:
+    """What ``head`` receives on each forward pass inside the block, in call order."""
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_hook(lambda _m, args, _out: captured.append(args[0]))
+    try:
+        yield captured
+    finally:
+        hook.remove()
+
+
 def load_classifier_model(backbone: str, labels: list[str], pooling: str, allow_downloads: bool = False):
     """A new classifier on ``backbone``: the architecture's own head, or (``pooling="mean"``) a mean-pooled one."""
     from transformers import AutoModelForSequenceClassification
@@ -99,6 +111,7 @@ class ClassificationTask:
         # Synthetic outliers train this label (no example needs to carry it): see synthetic_outliers().
         self.outlier_index = label_ids.get(params.outlier_label) if params.outlier_weight > 0 else None
         self.outlier_weight = params.outlier_weight
+        self.outlier_head = _output_layer(model, len(labels)) if self.outlier_index is not None else None
         self.outlier_generator = torch.Generator().manual_seed(params.seed)
         self.ids = tokenize_texts(tokenizer, [row.text for row in train], params.max_length)
         self.targets = np.array([label_ids[row.label] for row in train], dtype=np.int64)
@@ -166,19 +179,16 @@ class ClassificationTask:
         """The features ``head`` receives for every labelled training example, in example order."""
         ids = self.ids[: self.labelled_count()]
         chunks = length_sorted_chunks([len(x) for x in ids], self.eval_batch_size)
-        features: list[torch.Tensor] = []
-        hook = head.register_forward_hook(lambda _m, inputs, _out: features.append(inputs[0].detach().float()))
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), head_inputs(head) as features:
                 for chunk in chunks:
                     input_ids, mask = pad_batch([ids[i] for i in chunk], self.pad_id, self.device)
                     self.model(input_ids=input_ids, attention_mask=mask)
         finally:
-            hook.remove()
             self.model.train(was_training)
-        stacked = torch.cat(features)
+        stacked = torch.cat(features).float()
         ordered = torch.empty_like(stacked)
         ordered[torch.from_numpy(np.concatenate(chunks)).to(stacked.device)] = stacked
         return ordered
@@ -191,19 +201,14 @@ class ClassificationTask:
         targets = torch.from_numpy(self.targets[batch]).to(self.device)
         if self.outlier_index is None:
             return F.cross_entropy(self.logits(batch), targets)
-        head = _output_layer(self.model, len(self.labels))
-        inputs: list[torch.Tensor] = []
-        hook = head.register_forward_hook(lambda _m, args, _out: inputs.append(args[0]))
-        try:
+        with head_inputs(self.outlier_head) as inputs:
             logits = self.logits(batch)
-        finally:
-            hook.remove()
         loss = F.cross_entropy(logits, targets)
         mixed = synthetic_outliers(inputs[0], targets, self.outlier_generator)
         if mixed is None:
             return loss
         outlier = torch.full((len(mixed),), self.outlier_index, dtype=torch.long, device=self.device)
-        return loss + self.outlier_weight * F.cross_entropy(head(mixed), outlier)
+        return loss + self.outlier_weight * F.cross_entropy(self.outlier_head(mixed), outlier)
 
     def evaluate(self, on_train: bool = False) -> dict[str, Any]:
         if on_train:
