@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,9 +31,22 @@ def create_database_engine(url: str) -> Engine:
     return create_engine(parsed, pool_pre_ping=True)
 
 
+# SQLite answers "database is locked" at once, without its busy timeout, to a switch into WAL
+# while another process holds the new file's lock (two processes starting on a fresh data dir).
+WAL_SWITCH_ATTEMPTS = 50
+WAL_SWITCH_PAUSE_SECONDS = 0.1
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    for attempt in range(WAL_SWITCH_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")  # persistent: a no-op once any process has set it
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_SWITCH_ATTEMPTS - 1:
+                raise
+            time.sleep(WAL_SWITCH_PAUSE_SECONDS)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
