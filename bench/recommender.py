@@ -31,6 +31,7 @@ items/s of the plugin's embedder against the previous eager path and sentence-tr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import statistics
@@ -53,6 +54,7 @@ from bench.common import (
 )
 
 KS = (20, 100)
+NEAREST = "nearest-history profile"  # rows ranked with profile = "nearest" (the others: the mean profile)
 TARGETS = {
     "text only, fine-tuned": {"cold": 0.45},
     "recommender (tuned blend, fine-tuned)": {"cold": 0.48, "warm": 0.33},
@@ -73,6 +75,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tune-users", type=int, default=300, help="validation users per split when tuning")
     parser.add_argument("--speed-texts", type=int, default=1000, help="texts of the embedding speed comparison")
     parser.add_argument("--precision", default="auto", help="catalogue embedding precision (float32, bfloat16, auto)")
+    parser.add_argument(
+        "--train-precision", default="float32", help="precision of the transformer's training steps ([training])"
+    )
     parser.add_argument(
         "--zero-shot",
         action=argparse.BooleanOptionalAction,
@@ -205,8 +210,9 @@ def rank_all(components, split, options, blends: dict[str, Any], users: list[str
     catalogue = components.catalogue(split)
     collaborative = CollaborativeModel(split.train, options.neighbours)
     report: dict[str, dict[str, Any]] = {}
-    for method, (weights, catalogue_for) in blends.items():
+    for method, (weights, catalogue_for, *method_options) in blends.items():
         chosen = catalogue_for(split) if catalogue_for else catalogue
+        ranking_options = method_options[0] if method_options else options
         scores: dict[str, list[float]] = {"recall@20": [], "recall@100": [], "ndcg@20": []}
         latencies = []
         for user in users:
@@ -219,7 +225,7 @@ def rank_all(components, split, options, blends: dict[str, Any], users: list[str
                 k=max(KS),
             )
             started = time.perf_counter()
-            ranked = [r.item for r in rank_items(chosen, collaborative, query, options, weights)]
+            ranked = [r.item for r in rank_items(chosen, collaborative, query, ranking_options, weights)]
             latencies.append(time.perf_counter() - started)
             relevant = split.test[user]
             scores["recall@20"].append(recall_at_k(ranked, relevant, 20))
@@ -229,6 +235,20 @@ def rank_all(components, split, options, blends: dict[str, Any], users: list[str
         report[method]["latencies"] = latencies
         print(f"  {method}: recall@20 {report[method]['recall@20']:.3f}", flush=True)
     return report
+
+
+def profile_validation(components, nearest_options, split, max_users: int) -> dict[str, float]:
+    """Validation recall@20 of the text signal with each profile (the fine-tune's unseen items)."""
+    from plugins.recommender.evaluation import evaluate
+
+    if split is None:
+        return {}
+    recalls = {}
+    for profile, options in (("mean", components.options), ("nearest", nearest_options)):
+        chosen = dataclasses.replace(components, options=options)
+        recalls[profile] = evaluate(chosen, split, 20, ["text-only"], max_users=max_users)["text-only"]["recall@20"]
+        print(f"  validation recall@20 of the text signal, {profile} profile: {recalls[profile]:.3f}", flush=True)
+    return recalls
 
 
 def both_trains(warm, cold) -> dict[str, list[str]]:
@@ -282,6 +302,7 @@ def main() -> None:
             plugin_options,
             threads=args.threads,
             embeddings={"precision": args.precision},
+            training={"precision": args.train_precision},
         )
         try:
             options = ctx.plugin_options("recommender")
@@ -373,10 +394,14 @@ def main() -> None:
                 f"  tuned {tuning.weights.model_dump()} validation recall@20 {tuning.start_score:.3f} -> "
                 f"{tuning.score:.3f}"
             )
+            nearest = options.model_copy(update={"profile": "nearest"})
+            results["profiles"] = profile_validation(components, nearest, fine_tuned_split, args.tune_users)
             blends = {
                 "recommender (tuned blend, fine-tuned)": (tuning.weights, None),
+                f"recommender (tuned blend, fine-tuned, {NEAREST})": (tuning.weights, None, nearest),
                 "recommender (default blend, fine-tuned)": (options.weights, None),
                 "text only, fine-tuned": (BASELINES["text-only"], None),
+                f"text only, fine-tuned, {NEAREST}": (BASELINES["text-only"], None, nearest),
                 **(
                     {
                         "text only, fine-tuned encoder without the adapter": (
@@ -387,7 +412,14 @@ def main() -> None:
                     if encoder_vectors is not tuned_vectors
                     else {}
                 ),
-                **({"text only, zero-shot backbone": (BASELINES["text-only"], plain.catalogue)} if plain else {}),
+                **(
+                    {
+                        "text only, zero-shot backbone": (BASELINES["text-only"], plain.catalogue),
+                        f"text only, zero-shot backbone, {NEAREST}": (BASELINES["text-only"], plain.catalogue, nearest),
+                    }
+                    if plain
+                    else {}
+                ),
                 "most-popular": (BASELINES["most-popular"], None),
                 "item-kNN (co-occurrence)": (BASELINES["item-knn"], None),
                 "BM25 (the search service's) over the tags": (BASELINES["bm25"], None),
@@ -447,7 +479,8 @@ def report(results: dict[str, Any]) -> None:
         "",
         (
             f"Transformer fine-tuning: {fine['seconds']:.0f} s, {fine['pairs']:,} pairs, "
-            f"{metrics.get('pairs_per_second', float('nan')):.1f} pairs/s; {epoch_lines}; zero-shot validation "
+            f"{metrics.get('pairs_per_second', float('nan')):.1f} pairs/s, training steps in "
+            f"{metrics.get('train_precision', 'float32')}; {epoch_lines}; zero-shot validation "
             f"recall@20 {metrics.get('zero_shot_recall@20') or float('nan'):.3f}, best epoch "
             f"{metrics.get('best_epoch', '?')}."
             if fine
@@ -461,6 +494,16 @@ def report(results: dict[str, Any]) -> None:
         + ", ".join(f"{k} {v:g}" for k, v in tuning.weights.model_dump().items())
         + ".",
     ]
+    profiles = results.get("profiles")
+    if profiles:
+        body += [
+            "",
+            "Profiles: the text signal scores a candidate by its cosine to the mean of the history's vectors "
+            f'(`profile = "mean"`, the default) or, in the rows marked {NEAREST}, by its mean cosine to the 5 '
+            'history items closest to it (`profile = "nearest"`); validation recall@20 of the text signal '
+            f"(fine-tuned model, unseen validation items): mean {profiles['mean']:.3f}, nearest "
+            f"{profiles['nearest']:.3f}.",
+        ]
     for name, split in results["splits"].items():
         methods = split["methods"]
         rows = []

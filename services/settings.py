@@ -120,6 +120,12 @@ class TrainingConfig(Section):
         description="classifier head: 'centroids' starts it from the class means of the backbone's features "
         "(helps few-shot data); 'auto' does that below 50 examples per label",
     )
+    precision: Literal["float32", "bfloat16", "auto"] = Field(
+        "float32",
+        description="arithmetic of training steps: 'bfloat16' runs forward passes under bfloat16 autocast (weights, "
+        "gradients and optimiser stay float32); 'auto' is bfloat16 on a GPU or CPU with native bfloat16 (AMX, "
+        "AVX512-BF16), else float32. Evaluation always runs in float32",
+    )
     group_by_length: bool = Field(True, description="batches of similar lengths (False: plain shuffled batches)")
     padding: Literal["longest", "max_length"] = Field(
         "longest", description="pad each batch to its longest text, or every batch to max_length"

@@ -115,6 +115,13 @@ class RecommenderOptions(BaseModel):
         description="profile weight of an interaction by event type (unknown events: 1.0; 0 = seen, not liked)",
     )
     min_rating: float | None = Field(None, description="ratings below this count as seen but not liked")
+    profile: Literal["mean", "nearest"] = Field(
+        "mean",
+        description="text signal: cosine to the weighted mean of the history's vectors, or 'nearest': the weighted "
+        "mean cosine to the profile_neighbours history items closest to each candidate (keeps a reader's separate "
+        "interests apart)",
+    )
+    profile_neighbours: int = Field(5, ge=1, description="'nearest' profile: history items that score a candidate")
     # ranking
     weights: RankingWeights = Field(default_factory=RankingWeights)
     new_item_boost: float = Field(

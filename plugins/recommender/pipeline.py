@@ -154,7 +154,7 @@ def rank_items(
     vectors = catalogue.vectors(candidates)
     signals: dict[str, np.ndarray] = {}
     if "text" in found:
-        signals["text"] = vectors @ profile
+        signals["text"] = _text_scores(vectors, history_vectors, history_weights, profile, query.interests, options)
     for name in ("collaborative", "lexical"):
         if name in found:
             signals[name] = np.asarray([found[name].get(item, 0.0) for item in candidates], dtype=np.float32)
@@ -219,6 +219,23 @@ def _profile(history_vectors: np.ndarray, weights: np.ndarray, interests: np.nda
         return np.asarray(interests, dtype=np.float32)
     combined = profile + np.asarray(interests, dtype=np.float32)
     return (combined / max(float(np.linalg.norm(combined)), 1e-12)).astype(np.float32)
+
+
+def _text_scores(
+    vectors: np.ndarray,
+    history_vectors: np.ndarray,
+    history_weights: np.ndarray,
+    profile: np.ndarray,
+    interests: np.ndarray | None,
+    options: RecommenderOptions,
+) -> np.ndarray:
+    """The text signal of each candidate (the mean profile still picks the text candidates)."""
+    if options.profile == "mean" or not len(history_vectors):
+        return vectors @ profile
+    scores = ranking.nearest_history_scores(vectors, history_vectors, history_weights, options.profile_neighbours)
+    if interests is not None:  # a stated interest counts as much as the history, as in the mean profile
+        scores = (scores + vectors @ np.asarray(interests, dtype=np.float32)) / 2
+    return scores
 
 
 def _order(scores: np.ndarray, vectors: np.ndarray, k: int, diversity: float) -> list[int]:

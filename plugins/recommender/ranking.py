@@ -37,6 +37,26 @@ def profile_vector(vectors: np.ndarray, weights: np.ndarray | None = None) -> np
     return (mean / norm if norm > 0 else mean).astype(np.float32)
 
 
+def nearest_history_scores(
+    candidate_vectors: np.ndarray, history_vectors: np.ndarray, weights: np.ndarray, neighbours: int
+) -> np.ndarray:
+    """Each candidate's weighted mean cosine to its ``neighbours`` closest history items.
+
+    A mean profile blurs a reader of two topics into a point between them; scoring each
+    candidate by the history items closest to it keeps every interest, and is the
+    item-to-item similarity that the bi-encoder's training pairs teach.
+    """
+    cosine = np.asarray(candidate_vectors, dtype=np.float32) @ np.asarray(history_vectors, dtype=np.float32).T
+    if cosine.shape[1] == 0:
+        return np.zeros(len(cosine), dtype=np.float32)
+    k = min(neighbours, cosine.shape[1])
+    closest = np.argpartition(-cosine, k - 1, axis=1)[:, :k]
+    chosen_weights = np.asarray(weights, dtype=np.float32)[closest]
+    total = chosen_weights.sum(axis=1)
+    weighted = (np.take_along_axis(cosine, closest, axis=1) * chosen_weights).sum(axis=1)
+    return np.where(total > 0, weighted / np.maximum(total, 1e-12), 0.0).astype(np.float32)
+
+
 # -- collaborative signal ----------------------------------------------------------------
 def user_item_matrix(
     histories: Sequence[Sequence[int]], n_items: int, weights: Sequence[Sequence[float]] | None = None

@@ -19,6 +19,7 @@ import torch
 from services.errors import ConfigError
 from services.training.batching import LengthGroupedBatches
 from services.training.checkpoint import CheckpointStore, RunState
+from services.training.inference import native_bfloat16
 from services.training.layers import LayerSchedule, parameter_groups
 from services.training.params import ResolvedParams, improves
 from services.training.task import Task
@@ -63,6 +64,7 @@ class TrainingRun:
         self.device = device
         self.progress = progress
         self.callback = callback
+        self.mixed_precision = uses_bfloat16(params.precision, device)
         self.plan = LengthGroupedBatches(task.lengths, params.batch_size, params.seed, grouped=params.group_by_length)
         self.steps_per_epoch = len(self.plan)
         # A small data set still gets min_steps steps: a handful cannot train a new head.
@@ -131,7 +133,9 @@ class TrainingRun:
 
     def _step(self, batch: np.ndarray) -> float:
         self.layers.apply(self.state.step)
-        loss = self.task.loss(batch)
+        # Autocast keeps the weights, gradients and optimiser in float32: only the matmuls go bfloat16.
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.mixed_precision):
+            loss = self.task.loss(batch)
         if not loss.requires_grad:
             raise ConfigError(f"nothing to train with strategy '{self.params.strategy}' at step {self.state.step}")
         loss.backward()
@@ -217,8 +221,18 @@ class TrainingRun:
             steps=state.step,
             stopped_early=state.stopped_early,
             train_loss=_last_train_loss(state.history),
+            train_precision="bfloat16" if self.mixed_precision else "float32",
         )
         return RunOutcome(metrics, state.step, list(state.history), resumed_from)
+
+
+def uses_bfloat16(precision: str, device: torch.device) -> bool:
+    """Whether training steps on ``device`` run under bfloat16 autocast for ``precision``."""
+    if precision != "auto":
+        return precision == "bfloat16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and native_bfloat16()
 
 
 def _summary(entry: dict[str, Any]) -> str:

@@ -67,6 +67,9 @@ class TrainParams(BaseModel):
     similarity_scale: float | None = Field(None, gt=0, description="bi-encoder: cosine similarity x scale = logits")
     symmetric_loss: bool | None = Field(None, description="bi-encoder: also rank queries for each positive")
     head_init: Literal["auto", "random", "centroids"] | None = Field(None, description="classifier head start")
+    precision: Literal["float32", "bfloat16", "auto"] | None = Field(
+        None, description="training steps in float32 or under bfloat16 autocast ('auto': where native)"
+    )
     group_by_length: bool | None = Field(None, description="False: plain shuffled batches (slower on a CPU)")
     padding: Literal["longest", "max_length"] | None = Field(None, description="'max_length': fixed-size batches")
     pooling: Literal["auto", "model", "mean"] | None = Field(None, description="classifier: head on [CLS] or the mean")
@@ -120,6 +123,7 @@ class ResolvedParams:
     symmetric_loss: bool
     group_by_length: bool = True
     padding: str = "longest"
+    precision: str = "float32"
     head_init: str = "auto"
     pooling: str = "auto"
     mlm_probability: float = MLM_PROBABILITY
@@ -161,6 +165,7 @@ def resolve_params(
         "similarity_scale": config.similarity_scale,
         "symmetric_loss": config.symmetric_loss,
         "group_by_length": config.group_by_length,
+        "precision": config.precision,
         "padding": config.padding,
         "head_init": config.head_init,
         "pooling": config.pooling,

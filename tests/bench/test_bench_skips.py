@@ -22,6 +22,7 @@ DATA_SET_OF = {
     "sentiment_dev": "financial_phrasebank",
     "training": "financial_phrasebank",
     "training_scaling": "financial_phrasebank",
+    "training_precision": "banking77",
     "inference": "financial_phrasebank",
     "distillation": "financial_phrasebank",
     "recommender": "citeulike_a",

@@ -406,3 +406,41 @@ def test_a_head_imprinted_from_class_centroids_classifies_before_any_training_st
     task.init_head_from_centroids()
     assert not torch.equal(head, model.classifier.weight)
     assert untrained < 0.7 and task.evaluate(on_train=True)["accuracy"] > 0.9  # chance: 1/3
+
+
+def test_bfloat16_training_runs_the_steps_under_autocast_and_saves_float32_weights(
+    engine, backbone, intent_rows, tmp_path, monkeypatch
+):
+    from services.training.tasks.classification import ClassificationTask
+
+    autocast_seen = []
+    real_loss = ClassificationTask.loss
+
+    def spying_loss(self, batch):
+        autocast_seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return real_loss(self, batch)
+
+    monkeypatch.setattr(ClassificationTask, "loss", spying_loss)
+    params = dict(QUICK, precision="bfloat16")
+    result = engine.train_classifier(backbone, intent_rows, None, params, output_dir=tmp_path / "m", progress=False)
+    assert autocast_seen and all(autocast_seen) and result.metrics["train_precision"] == "bfloat16"
+    assert result.metrics["accuracy"] > 1.5 / len(INTENTS)  # it learned, well above chance on its training data
+    assert {tensor.dtype for tensor in backbone_weights(result.model_dir).values()} == {torch.float32}
+
+    autocast_seen.clear()
+    plain = engine.train_classifier(
+        backbone, intent_rows, None, dict(QUICK, max_steps=2), output_dir=tmp_path / "f", progress=False
+    )
+    assert autocast_seen and not any(autocast_seen) and plain.metrics["train_precision"] == "float32"
+
+
+def test_auto_training_precision_follows_the_hardware(monkeypatch):
+    from services.training import loop
+
+    cpu = torch.device("cpu")
+    assert not loop.uses_bfloat16("float32", cpu) and loop.uses_bfloat16("bfloat16", cpu)
+    monkeypatch.setattr(loop, "native_bfloat16", lambda: True)
+    assert loop.uses_bfloat16("auto", cpu)
+    monkeypatch.setattr(loop, "native_bfloat16", lambda: False)
+    assert not loop.uses_bfloat16("auto", cpu)
+    assert not loop.uses_bfloat16("auto", torch.device("mps"))

@@ -33,6 +33,34 @@ def test_profile_weights_recent_items_more():
     assert profile[1] > profile[0] and np.isclose(np.linalg.norm(profile), 1.0)
 
 
+def test_nearest_history_scores_keep_two_interests_apart():
+    # A reader of two topics (x and y); the candidates: one of each topic, and one in between.
+    history = unit([[1, 0, 0], [1, 0.05, 0], [0, 1, 0]])
+    candidates = unit([[1, 0.02, 0], [0, 1, 0.02], [1, 1, 0]])
+    nearest = ranking.nearest_history_scores(candidates, history, np.ones(3), neighbours=1)
+    assert nearest[0] > 0.99 and nearest[1] > 0.99 and nearest[2] < nearest[1]
+    mean = candidates @ ranking.profile_vector(history)
+    assert mean[2] > mean[1]  # the mean profile prefers the blur between the two interests
+    # Weights: an old interest counts less among a candidate's closest items.
+    weighted = ranking.nearest_history_scores(candidates, history, np.array([1.0, 1.0, 0.0]), neighbours=2)
+    assert weighted[1] < nearest[1] and np.isclose(weighted[0], nearest[0], atol=0.01)
+    assert ranking.nearest_history_scores(candidates, history[:0], np.ones(0), 5).tolist() == [0, 0, 0]
+
+
+def test_the_nearest_profile_ranks_each_interest_above_their_blend():
+    ids = ["x", "y", "blend", "seen-x1", "seen-x2", "seen-y"]
+    vectors = unit([[1, 0.02, 0], [0, 1, 0.02], [1, 1, 0], [1, 0, 0], [1, 0.05, 0], [0, 1, 0]])
+    catalogue = MatrixCatalogue(ids, ids, vectors)
+    query = Query(history=ids[3:], weights=[1.0] * 3, exclude=set(ids[3:]), k=3)
+    text_only = RecommenderOptions().weights.model_copy(
+        update={"collaborative": 0, "lexical": 0, "popularity": 0, "text": 1}
+    )
+    mean = [r.item for r in rank_items(catalogue, None, query, RecommenderOptions(), text_only)]
+    nearest_options = RecommenderOptions(profile="nearest", profile_neighbours=1)
+    nearest = [r.item for r in rank_items(catalogue, None, query, nearest_options, text_only)]
+    assert mean[0] == "blend" and nearest[-1] == "blend" and set(nearest) == {"x", "y", "blend"}
+
+
 def test_item_similarity_is_cosine_of_co_occurrence():
     # users: {0,1}, {0,1}, {0,2}
     matrix = ranking.user_item_matrix([[0, 1], [0, 1], [0, 2]], 3)
