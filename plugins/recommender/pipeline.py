@@ -291,7 +291,10 @@ class MatrixCatalogue:
         self.ids = list(ids)
         self.position = {item: i for i, item in enumerate(self.ids)}
         self._texts = list(texts)
-        self.matrix = np.asarray(vectors, dtype=np.float32)
+        self.matrix = np.array(vectors, dtype=np.float32)
+        # An item without text has no text signal: its vector would be the empty string's, one and
+        # the same for every such item, and would make them all each other's nearest neighbours.
+        self.matrix[[i for i, text in enumerate(self._texts) if not text.strip()]] = 0.0
         n = len(self.ids)
         self.popularity = ranking.popularity_scores(np.zeros(n) if popularity is None else np.asarray(popularity))
         ages = np.full(n, np.nan) if ages_days is None else np.asarray(ages_days, dtype=np.float64)

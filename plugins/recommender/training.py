@@ -297,7 +297,9 @@ class _EpochRun:
         return best
 
     def _train(self, model: str, pairs: list[TextPair], epoch: int, progress: bool) -> TrainResult:
-        fraction = self.training.validation_fraction if len(pairs) >= 20 else 0.0
+        # With a recall split the engine gets no held-out pairs: scored on them it hands back an
+        # epoch's starting weights whenever their pair MRR did not rise, whatever the recall.
+        fraction = self.training.validation_fraction if len(pairs) >= 20 and self.score is None else 0.0
         train, held = split_train_validation(pairs, fraction, seed=self.training.seed + epoch, stratify=False)
         params = train_params(self.training, self.overrides)
         return self.ctx.trainer.train_biencoder(

@@ -46,6 +46,26 @@ def test_training_registers_the_biencoder_and_reembeds(trained):
     assert recalls[metrics["best_epoch"]] == max(recalls) and metrics["pairs_per_second"] > 0
 
 
+def test_epochs_scored_on_recall_keep_the_weights_they_trained(context_factory, monkeypatch):
+    """Held-out pairs would make the engine keep an epoch's starting weights whenever their pair
+    MRR did not rise, whatever the recall: with a recall split the epochs run without them."""
+    from plugins.recommender.training import train_and_register
+
+    def held_out_pairs_of_each_epoch(**training) -> list:
+        context = context_factory(
+            training={"max_steps": 2, "batch_size": 8, "max_pairs": 64, "adapter": False, **training}
+        )
+        real, held = context.trainer.train_biencoder, []
+        monkeypatch.setattr(context.trainer, "train_biencoder", lambda *a, **k: held.append(a[2]) or real(*a, **k))
+        version = train_and_register(context, {}, progress=False)
+        assert len(held) == len(version.card.metrics["epochs"])
+        return held
+
+    assert all(pairs is None for pairs in held_out_pairs_of_each_epoch(epochs=2))
+    # Without a recall split (validation_items 0) the engine's pair MRR is the only guard left.
+    assert all(pairs for pairs in held_out_pairs_of_each_epoch(epochs=1, validation_items=0))
+
+
 def test_tuned_blend_weights_are_kept_on_the_card_and_served(trained):
     from typer.testing import CliRunner
 

@@ -61,6 +61,20 @@ def test_the_nearest_profile_ranks_each_interest_above_their_blend():
     assert mean[0] == "blend" and nearest[-1] == "blend" and set(nearest) == {"x", "y", "blend"}
 
 
+def test_items_without_text_have_no_text_signal():
+    ids = ["seen", "blank-seen", "match", "blank"]
+    vectors = unit([[1, 0], [0, 1], [1, 0.1], [0, 1]])  # the blanks share the empty string's vector
+    catalogue = MatrixCatalogue(ids, ["x", "", "x y", " "], vectors)
+    assert not catalogue.vectors(["blank", "blank-seen"]).any() and catalogue.vectors(["match"]).any()
+    text_only = RecommenderOptions().weights.model_copy(
+        update={"collaborative": 0, "lexical": 0, "popularity": 0, "text": 1}
+    )
+    query = Query(history=ids[:2], weights=[1.0, 1.0], exclude=set(ids[:2]), k=2)
+    for profile in ("mean", "nearest"):
+        ranked = rank_items(catalogue, None, query, RecommenderOptions(profile=profile), text_only)
+        assert [r.item for r in ranked] == ["match", "blank"] and ranked[1].score == 0
+
+
 def test_item_similarity_is_cosine_of_co_occurrence():
     # users: {0,1}, {0,1}, {0,2}
     matrix = ranking.user_item_matrix([[0, 1], [0, 1], [0, 2]], 3)
