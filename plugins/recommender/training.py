@@ -6,9 +6,10 @@ positive of a pair whose query is one of the ``history_window`` items just befor
 Every user contributes, a heavy one at most ``pairs_per_user`` pairs an epoch, so the
 model learns what the readership reads together rather than what a few collectors hoard.
 Contrastive loss with in-batch negatives pulls an item toward the items its readers go
-on to choose. Queries are single items rather than a concatenated history because the
-serving profile is a mean of item vectors: item-to-item training (both directions)
-shapes exactly the space that mean lives in.
+on to choose. Queries are single items rather than a concatenated history because
+serving scores a candidate by its closest history items (``profile = "nearest"``), or by
+the mean of their vectors: item-to-item training (both directions) shapes exactly the
+similarity both read.
 
 An epoch is one run of the training engine on that epoch's freshly sampled pairs,
 starting from the previous epoch's weights. After each, the catalogue part that a
