@@ -30,6 +30,7 @@ DATASETS = {
     "banking77": "BANKING77, 10 examples per intent",
 }
 PER_INTENT = 10
+FIRST_SEED = 42
 
 
 def parse_args() -> argparse.Namespace:
@@ -72,13 +73,9 @@ def one_run(backbone: str, train: list, dev: list, params: dict[str, Any], folde
     }
 
 
-def spread(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
-
-
 def dataset_table(runs: dict[str, list[dict[str, Any]]]) -> str:
+    from bench.distillation import spread
+
     base_rate = statistics.mean(run["examples_per_second"] for run in runs["float32"])
     rows = []
     for precision, done in runs.items():
@@ -87,8 +84,8 @@ def dataset_table(runs: dict[str, list[dict[str, Any]]]) -> str:
             [
                 precision,
                 ", ".join(sorted({run["ran_in"] for run in done})),
-                spread([run["accuracy"] for run in done]),
-                spread([run["macro_f1"] for run in done]),
+                spread(done, "accuracy"),
+                spread(done, "macro_f1"),
                 f"{statistics.mean(run['seconds'] for run in done):.0f}",
                 f"{statistics.mean(run['steps'] for run in done):.0f}",
                 f"{rate:.1f}",
@@ -111,7 +108,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as scratch:
         for name, (train, dev) in data.items():
             runs: dict[str, list[dict[str, Any]]] = {precision: [] for precision in PRECISIONS}
-            for seed in range(42, 42 + args.seeds):
+            for seed in range(FIRST_SEED, FIRST_SEED + args.seeds):
                 for precision in PRECISIONS:  # alternating, so drifting machine load hits both alike
                     params = {"seed": seed, "precision": precision, "max_steps": args.max_steps}
                     run = one_run(backbone, train, dev, params, Path(scratch) / "model", args.threads)
@@ -123,7 +120,7 @@ def main() -> None:
                     )
             sections.append(
                 f"{DATASETS[name]}: {len(train):,} training rows, {len(dev):,} dev rows, seeds "
-                f"{42}-{41 + args.seeds}.\n\n{dataset_table(runs)}"
+                f"{FIRST_SEED}-{FIRST_SEED + args.seeds - 1}.\n\n{dataset_table(runs)}"
             )
     cpu = "has" if native_bfloat16() else "does not have"
     body = (

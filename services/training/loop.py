@@ -19,7 +19,7 @@ import torch
 from services.errors import ConfigError
 from services.training.batching import LengthGroupedBatches
 from services.training.checkpoint import CheckpointStore, RunState
-from services.training.inference import native_bfloat16
+from services.training.inference import resolve_precision
 from services.training.layers import LayerSchedule, parameter_groups
 from services.training.params import ResolvedParams, improves
 from services.training.task import Task
@@ -227,12 +227,11 @@ class TrainingRun:
 
 
 def uses_bfloat16(precision: str, device: torch.device) -> bool:
-    """Whether training steps on ``device`` run under bfloat16 autocast for ``precision``."""
-    if precision != "auto":
-        return precision == "bfloat16"
-    if device.type == "cuda":
+    """Whether training steps on ``device`` run under bfloat16 autocast for ``precision``: as
+    inference decides on a CPU, and on any GPU that supports it."""
+    if precision == "auto" and device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and native_bfloat16()
+    return resolve_precision(precision, device) == "bfloat16"
 
 
 def _summary(entry: dict[str, Any]) -> str:

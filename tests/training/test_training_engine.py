@@ -435,12 +435,12 @@ def test_bfloat16_training_runs_the_steps_under_autocast_and_saves_float32_weigh
 
 
 def test_auto_training_precision_follows_the_hardware(monkeypatch):
-    from services.training import loop
+    from services.training import inference, loop
 
     cpu = torch.device("cpu")
     assert not loop.uses_bfloat16("float32", cpu) and loop.uses_bfloat16("bfloat16", cpu)
-    monkeypatch.setattr(loop, "native_bfloat16", lambda: True)
+    monkeypatch.setattr(inference, "native_bfloat16", lambda: True)
     assert loop.uses_bfloat16("auto", cpu)
-    monkeypatch.setattr(loop, "native_bfloat16", lambda: False)
+    monkeypatch.setattr(inference, "native_bfloat16", lambda: False)
     assert not loop.uses_bfloat16("auto", cpu)
     assert not loop.uses_bfloat16("auto", torch.device("mps"))
