@@ -5,6 +5,8 @@ at where its pooled sentence vector (the classifier head's input) lies instead, 
 raw logits. Every score is "higher = more out of scope":
 
 * ``knn``: 1 - cosine of the vector and its nearest training example of the predicted intent;
+* ``knn_examples``: with out-of-scope examples, that ``knn`` score plus the cosine of the vector
+  and its nearest out-of-scope example: "messages like these are not ours", without training;
 * ``mahalanobis``: smallest Mahalanobis distance to an intent's mean, with one covariance
   shared by all intents (Ledoit-Wolf shrunk, so 10 examples per intent suffice);
 * ``max_logit``: minus the largest logit; ``energy``: minus the logits' log-sum-exp;
@@ -14,7 +16,7 @@ raw logits. Every score is "higher = more out of scope":
 
 No out-of-scope example is needed: the threshold is the score that turns away
 ``false_rejection_rate`` of held-out in-scope messages. Out-of-scope examples, when the
-user has them, pick the score with the best AUROC. Saved beside the model as
+user has them, pick the score with the best AUROC (each example scored without itself). Saved beside the model as
 ``ood.json`` (method, threshold, measurements) and ``ood.npz`` (arrays, loaded without pickle).
 """
 
@@ -32,7 +34,7 @@ from suite.errors import ConfigError
 
 OOD_FILE = "ood.json"
 OOD_ARRAYS = "ood.npz"
-METHODS = ("knn", "mahalanobis", "max_logit", "energy", "msp", "outlier_class")
+METHODS = ("knn", "knn_examples", "mahalanobis", "max_logit", "energy", "msp", "outlier_class")
 MIN_CALIBRATION = 20  # fewer held-out in-scope messages cannot place a 5% threshold
 
 
@@ -54,15 +56,19 @@ def shrunk_covariance(centered: np.ndarray) -> np.ndarray:
 
 @dataclass
 class FeatureBank:
-    """The training examples' vectors (for ``knn``) and per-intent means and precision (``mahalanobis``)."""
+    """The training examples' vectors (for ``knn``), per-intent means and precision (``mahalanobis``),
+    and the out-of-scope examples' vectors, if any (``knn_examples``)."""
 
     vectors: np.ndarray  # (n, hidden), unit length
     labels: np.ndarray  # (n,) intent index of each vector
     means: np.ndarray  # (intents, hidden)
     precision: np.ndarray  # (hidden, hidden)
+    outliers: np.ndarray | None = None  # (m, hidden), unit length
 
     @classmethod
-    def fit(cls, features: np.ndarray, labels: Sequence[int], n_labels: int) -> FeatureBank:
+    def fit(
+        cls, features: np.ndarray, labels: Sequence[int], n_labels: int, outliers: np.ndarray | None = None
+    ) -> FeatureBank:
         features, labels = np.asarray(features, np.float64), np.asarray(labels, np.int64)
         means = np.zeros((n_labels, features.shape[1]))
         for label in np.unique(labels):
@@ -73,10 +79,12 @@ class FeatureBank:
             labels=labels.astype(np.int32),
             means=means.astype(np.float32),
             precision=np.linalg.pinv(covariance).astype(np.float32),
+            outliers=_normalized(outliers) if outliers is not None and len(outliers) else None,
         )
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"vectors": self.vectors, "labels": self.labels, "means": self.means, "precision": self.precision}
+        arrays = {"vectors": self.vectors, "labels": self.labels, "means": self.means, "precision": self.precision}
+        return arrays if self.outliers is None else {**arrays, "outliers": self.outliers}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -95,10 +103,17 @@ def in_scope_logits(logits: np.ndarray, outlier: int | None) -> np.ndarray:
 
 
 def score(
-    method: str, bank: FeatureBank | None, features: np.ndarray, logits: np.ndarray, outlier: int | None = None
+    method: str,
+    bank: FeatureBank | None,
+    features: np.ndarray,
+    logits: np.ndarray,
+    outlier: int | None = None,
+    own_example: np.ndarray | None = None,
 ) -> np.ndarray:
     """Out-of-scope scores of a batch (higher: more likely out of scope). ``outlier``: the column
-    of the class trained on synthetic outliers; every other score reads the intents' logits only."""
+    of the class trained on synthetic outliers; every other score reads the intents' logits only.
+    ``own_example``: for each message, the index of its own vector among the bank's out-of-scope
+    examples (-1: none), left out of ``knn_examples`` so that a calibration example is not its own neighbour."""
     logits = np.asarray(logits, np.float64)
     if method == "outlier_class":
         if outlier is None:
@@ -115,12 +130,15 @@ def score(
     if bank is None:
         raise ValueError(f"out-of-scope method '{method}' needs the training examples' features")
     if method == "knn":
-        similarity = _normalized(features) @ bank.vectors.T  # (batch, n)
-        predicted = logits.argmax(axis=1)
-        own = bank.labels[None, :] == predicted[:, None]
-        best = np.where(own, similarity, -np.inf).max(axis=1)
-        best = np.where(np.isfinite(best), best, similarity.max(axis=1))  # an intent without examples
-        return 1.0 - best
+        return _knn(bank, features, logits)
+    if method == "knn_examples":
+        if bank.outliers is None:
+            raise ValueError("out-of-scope method 'knn_examples' needs out-of-scope examples")
+        similarity = _normalized(features) @ bank.outliers.T  # (batch, m)
+        if own_example is not None:
+            rows = np.flatnonzero(own_example >= 0)
+            similarity[rows, own_example[rows]] = -np.inf
+        return _knn(bank, features, logits) + similarity.max(axis=1, initial=-1.0)
     if method == "mahalanobis":
         # (f - m) P (f - m) expanded, so no (batch, intents, hidden) array is made
         features = np.asarray(features, np.float32)
@@ -130,6 +148,15 @@ def score(
         distances = np.sum(projected * features, axis=1)[:, None] - 2 * projected @ means.T + means_term[None]
         return distances.min(axis=1)
     raise ValueError(f"unknown out-of-scope method '{method}' (choose {', '.join(METHODS)})")
+
+
+def _knn(bank: FeatureBank, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    similarity = _normalized(features) @ bank.vectors.T  # (batch, n)
+    predicted = logits.argmax(axis=1)
+    own = bank.labels[None, :] == predicted[:, None]
+    best = np.where(own, similarity, -np.inf).max(axis=1)
+    best = np.where(np.isfinite(best), best, similarity.max(axis=1))  # an intent without examples
+    return 1.0 - best
 
 
 def auroc(in_scope: np.ndarray, out_of_scope: np.ndarray) -> float | None:
@@ -198,7 +225,7 @@ class OutOfScopeDetector:
         bank = None
         if (folder / OOD_ARRAYS).is_file():
             with np.load(folder / OOD_ARRAYS, allow_pickle=False) as data:
-                bank = FeatureBank(**{name: data[name] for name in ("vectors", "labels", "means", "precision")})
+                bank = FeatureBank(**{name: data[name] for name in data.files})
         thresholds = {name: float(value) for name, value in meta["thresholds"].items()}
         return cls(meta["method"], thresholds, bank, meta.get("details", {}), meta.get("outlier"))
 
@@ -210,6 +237,7 @@ class HeldOut:
     features: np.ndarray
     logits: np.ndarray
     labels: np.ndarray  # intent index; -1 for out of scope
+    own_example: np.ndarray | None = None  # index of the message among the bank's out-of-scope examples, or -1
 
     @property
     def in_scope(self) -> np.ndarray:
@@ -230,9 +258,10 @@ def fit_detector(
     inside = held_out.in_scope
     if inside.sum() < MIN_CALIBRATION:
         return None
-    usable = [m for m in METHODS if bank is not None or m not in ("knn", "mahalanobis")]
+    usable = [m for m in METHODS if bank is not None or m not in ("knn", "knn_examples", "mahalanobis")]
     usable = [m for m in usable if outlier is not None or m != "outlier_class"]
-    all_scores = {m: score(m, bank, held_out.features, held_out.logits, outlier) for m in usable}
+    usable = [m for m in usable if (bank is not None and bank.outliers is not None) or m != "knn_examples"]
+    all_scores = {m: score(m, bank, held_out.features, held_out.logits, outlier, held_out.own_example) for m in usable}
     aurocs = {m: auroc(s[inside], s[~inside]) for m, s in all_scores.items()}
     if method == "auto":
         measured = {m: a for m, a in aurocs.items() if a is not None}

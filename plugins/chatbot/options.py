@@ -62,12 +62,13 @@ class ChatbotOptions(BaseModel):
         description="share of held-out in-scope messages the out-of-scope threshold turns away; the confidence "
         "and pair thresholds may each turn away at most as many",
     )
-    out_of_scope_method: Literal["auto", "knn", "mahalanobis", "max_logit", "energy", "msp", "outlier_class"] | None = (
-        Field(
-            None,
-            description="out-of-scope score; at training None is 'auto' (best AUROC on out-of-scope examples if any, "
-            "else knn); at answer time None is the one saved with the model; 'outlier_class' needs synthetic_outliers",
-        )
+    out_of_scope_method: (
+        Literal["auto", "knn", "knn_examples", "mahalanobis", "max_logit", "energy", "msp", "outlier_class"] | None
+    ) = Field(
+        None,
+        description="out-of-scope score; at training None is 'auto' (best AUROC on out-of-scope examples if any, "
+        "else knn); at answer time None is the one saved with the model; 'knn_examples' needs out-of-scope "
+        "examples, 'outlier_class' synthetic_outliers",
     )
     confidence_threshold: float | None = Field(None, ge=0, le=1)
     margin_threshold: float | None = Field(None, ge=0, le=1)

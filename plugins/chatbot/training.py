@@ -129,7 +129,7 @@ def train_intent_model(
                 progress=progress,
             )
             if detector is not None:  # the refit model's vectors; the thresholds stay the first run's
-                detector.bank = feature_bank(refit.model_dir, rows, options, **load)
+                detector.bank = feature_bank(refit.model_dir, rows, options, outside, **load)
         retrieval = KnowledgeBase(ctx, options.index).calibration()
         if retrieval:  # recorded with the model; the live value stays with the index
             calibration.retrieval_threshold = retrieval.get("threshold")
@@ -219,16 +219,24 @@ def _classifier(model_dir: Path, device: str, max_length: int) -> TextClassifier
 
 
 def feature_bank(
-    model_dir: Path, rows: Sequence[LabeledText], options: ChatbotOptions, *, device: str = "auto", max_length: int = 64
+    model_dir: Path,
+    rows: Sequence[LabeledText],
+    options: ChatbotOptions,
+    out_of_scope: Sequence[str] = (),
+    *,
+    device: str = "auto",
+    max_length: int = 64,
 ) -> FeatureBank | None:
-    """The pooled vectors of the in-scope training ``rows`` under the model in ``model_dir``."""
+    """The pooled vectors of the in-scope training ``rows`` and of the ``out_of_scope`` examples
+    under the model in ``model_dir``."""
     classifier = _classifier(model_dir, device, max_length)
     index = {label: i for i, label in enumerate(classifier.labels)}
     known = [row for row in rows if row.label in index and row.label != options.out_of_scope_label]
     if not known:
         return None
-    features, _ = classifier.features_and_logits([row.text for row in known])
-    return FeatureBank.fit(features, [index[row.label] for row in known], len(classifier.labels))
+    features, _ = classifier.features_and_logits([row.text for row in known] + list(out_of_scope))
+    labels = [index[row.label] for row in known]
+    return FeatureBank.fit(features[: len(known)], labels, len(classifier.labels), outliers=features[len(known) :])
 
 
 def synthetic_outlier_column(options: ChatbotOptions, index: dict[str, int]) -> int | None:
@@ -260,10 +268,12 @@ def calibrate_model(
     outlier = synthetic_outlier_column(options, index)
     detector = None
     if texts:
-        bank = feature_bank(model_dir, train, options, device=device, max_length=max_length)
+        bank = feature_bank(model_dir, train, options, out_of_scope, device=device, max_length=max_length)
+        # The out-of-scope examples are the bank's, in order: each is scored without itself.
+        own_example = np.r_[np.full(len(validation), -1), np.arange(len(out_of_scope))].astype(np.int64)
         detector = fit_detector(
             bank,
-            HeldOut(features, logits, truth),
+            HeldOut(features, logits, truth, own_example),
             method=options.out_of_scope_method or "auto",
             false_rejection_rate=options.false_rejection_rate,
             outlier=outlier,

@@ -77,7 +77,7 @@ def test_threshold_turns_away_the_configured_share_of_in_scope_messages(tmp_path
     bank = FeatureBank.fit(features, labels, 3)
     held, held_labels = clusters(seed=3, per_class=40)
     detector = fit_detector(bank, HeldOut(held, logits_of(held), held_labels), method="auto", false_rejection_rate=0.05)
-    assert detector.method == "knn" and set(detector.thresholds) == set(METHODS) - {"outlier_class"}
+    assert detector.method == "knn" and set(detector.thresholds) == set(METHODS) - {"outlier_class", "knn_examples"}
     assert detector.details["false_rejection_rate"] == pytest.approx(0.05, abs=0.01)
     assert "auroc" not in detector.details  # no out-of-scope example to measure it on
     detector.save(tmp_path)
@@ -110,7 +110,8 @@ def test_a_synthetic_outlier_class_is_a_score_of_its_own_and_never_an_intent(tmp
     detector = fit_detector(
         bank, HeldOut(np.vstack([held, far]), logits, truth), method="auto", false_rejection_rate=0.05, outlier=3
     )
-    assert set(detector.thresholds) == set(METHODS) and detector.details["auroc"]["outlier_class"] == 1.0
+    assert set(detector.thresholds) == set(METHODS) - {"knn_examples"}
+    assert detector.details["auroc"]["outlier_class"] == 1.0
     detector.save(tmp_path)
     assert OutOfScopeDetector.load(tmp_path).outlier == 3
     without_class = HeldOut(held, logits_of(held), held_labels)
@@ -129,6 +130,41 @@ def test_out_of_scope_examples_choose_the_score_with_the_best_auroc():
     assert detector.method in ("knn", "mahalanobis") and detector.details["auroc"][detector.method] > 0.95
     assert detector.details["auroc"]["max_logit"] < detector.details["auroc"][detector.method]
     assert detector.details["out_of_scope_caught"] > 0.9
+
+
+def test_out_of_scope_examples_are_neighbours_too_each_scored_without_itself(tmp_path):
+    features, labels = clusters()
+    # Out of scope, yet about as near intent 0's examples as its own messages are: only their
+    # nearness to each other gives them away.
+    near_intent = np.eye(8)[0] * 5 + np.eye(8)[6] * 1.2
+    examples = near_intent + np.random.default_rng(7).normal(0, 0.3, (20, 8))
+    bank = FeatureBank.fit(features, labels, 3, outliers=examples)
+    held, held_labels = clusters(seed=4, per_class=20)
+    data = HeldOut(
+        np.vstack([held, examples]),
+        logits_of(np.vstack([held, examples])),
+        np.r_[held_labels, -np.ones(20, int)],
+        own_example=np.r_[-np.ones(len(held), int), np.arange(20)],
+    )
+    detector = fit_detector(bank, data, method="auto", false_rejection_rate=0.05)
+    assert detector.method == "knn_examples" and set(detector.thresholds) == set(METHODS) - {"outlier_class"}
+    aurocs = detector.details["auroc"]
+    assert aurocs["knn_examples"] > 0.99 and max(a for m, a in aurocs.items() if m != "knn_examples") < 0.99
+
+    # Without leaving itself out, an example would find itself at cosine 1.
+    itself = score("knn_examples", bank, examples, logits_of(examples))
+    without = score("knn_examples", bank, examples, logits_of(examples), own_example=np.arange(20))
+    assert np.all(without < itself)
+    np.testing.assert_allclose(itself - score("knn", bank, examples, logits_of(examples)), 1.0, atol=1e-5)
+
+    detector.save(tmp_path)
+    loaded = OutOfScopeDetector.load(tmp_path)
+    np.testing.assert_allclose(loaded.bank.outliers, bank.outliers)
+    new = near_intent + np.random.default_rng(8).normal(0, 0.3, (50, 8))
+    caught = {m: np.mean(loaded.using(m).scores(new, logits_of(new)) > loaded.thresholds[m]) for m in aurocs}
+    assert caught["knn_examples"] >= 0.9 and caught["knn_examples"] > max(caught["knn"], caught["mahalanobis"])
+    with pytest.raises(ValueError, match="needs out-of-scope examples"):
+        score("knn_examples", FeatureBank.fit(features, labels, 3), new, logits_of(new))
 
 
 def test_too_few_held_out_messages_give_no_detector():
@@ -177,6 +213,9 @@ def test_training_saves_the_detector_and_reports_it_in_the_card(trained_ctx):
     saved = json.loads((version.path / "ood.json").read_text())
     assert saved["details"]["false_rejection_rate_target"] == 0.05
     assert "auroc" in saved["details"], "the sample's out-of-scope messages measure every score"
+    assert "knn_examples" in saved["details"]["auroc"] and "knn_examples" in saved["thresholds"]
+    examples = load_lines(SAMPLE_DIR / "out_of_scope.txt")
+    assert OutOfScopeDetector.load(version.path).bank.outliers.shape == (len(examples), 384)
 
 
 def test_out_of_scope_messages_get_the_polite_answer_or_a_person(trained_ctx):
