@@ -16,8 +16,9 @@ raw logits. Every score is "higher = more out of scope":
 
 No out-of-scope example is needed: the threshold is the score that turns away
 ``false_rejection_rate`` of held-out in-scope messages. Out-of-scope examples, when the
-user has them, pick the score with the best AUROC (each example scored without itself). Saved beside the model as
-``ood.json`` (method, threshold, measurements) and ``ood.npz`` (arrays, loaded without pickle).
+user has them, pick the score with the best AUROC (each example scored without itself).
+Saved beside the model as ``ood.json`` (method, threshold, measurements) and ``ood.npz``
+(arrays, loaded without pickle).
 """
 
 from __future__ import annotations
@@ -244,6 +245,17 @@ class HeldOut:
         return self.labels >= 0
 
 
+def _applies(method: str, bank: FeatureBank | None, outlier: int | None) -> bool:
+    """Whether ``method`` can score with this bank and model: what each one reads exists."""
+    if method in ("knn", "mahalanobis"):
+        return bank is not None
+    if method == "knn_examples":
+        return bank is not None and bank.outliers is not None
+    if method == "outlier_class":
+        return outlier is not None
+    return True
+
+
 def fit_detector(
     bank: FeatureBank | None,
     held_out: HeldOut,
@@ -258,9 +270,7 @@ def fit_detector(
     inside = held_out.in_scope
     if inside.sum() < MIN_CALIBRATION:
         return None
-    usable = [m for m in METHODS if bank is not None or m not in ("knn", "knn_examples", "mahalanobis")]
-    usable = [m for m in usable if outlier is not None or m != "outlier_class"]
-    usable = [m for m in usable if (bank is not None and bank.outliers is not None) or m != "knn_examples"]
+    usable = [m for m in METHODS if _applies(m, bank, outlier)]
     all_scores = {m: score(m, bank, held_out.features, held_out.logits, outlier, held_out.own_example) for m in usable}
     aurocs = {m: auroc(s[inside], s[~inside]) for m, s in all_scores.items()}
     if method == "auto":

@@ -129,7 +129,7 @@ def train_intent_model(
                 progress=progress,
             )
             if detector is not None:  # the refit model's vectors; the thresholds stay the first run's
-                detector.bank = feature_bank(refit.model_dir, rows, options, outside, **load)
+                detector.bank = feature_bank(_classifier(refit.model_dir, **load), rows, options, outside)
         retrieval = KnowledgeBase(ctx, options.index).calibration()
         if retrieval:  # recorded with the model; the live value stays with the index
             calibration.retrieval_threshold = retrieval.get("threshold")
@@ -219,17 +219,13 @@ def _classifier(model_dir: Path, device: str, max_length: int) -> TextClassifier
 
 
 def feature_bank(
-    model_dir: Path,
+    classifier: TextClassifier,
     rows: Sequence[LabeledText],
     options: ChatbotOptions,
     out_of_scope: Sequence[str] = (),
-    *,
-    device: str = "auto",
-    max_length: int = 64,
 ) -> FeatureBank | None:
     """The pooled vectors of the in-scope training ``rows`` and of the ``out_of_scope`` examples
-    under the model in ``model_dir``."""
-    classifier = _classifier(model_dir, device, max_length)
+    under ``classifier``."""
     index = {label: i for i, label in enumerate(classifier.labels)}
     known = [row for row in rows if row.label in index and row.label != options.out_of_scope_label]
     if not known:
@@ -268,7 +264,7 @@ def calibrate_model(
     outlier = synthetic_outlier_column(options, index)
     detector = None
     if texts:
-        bank = feature_bank(model_dir, train, options, out_of_scope, device=device, max_length=max_length)
+        bank = feature_bank(classifier, train, options, out_of_scope)
         # The out-of-scope examples are the bank's, in order: each is scored without itself.
         own_example = np.r_[np.full(len(validation), -1), np.arange(len(out_of_scope))].astype(np.int64)
         detector = fit_detector(
