@@ -5,8 +5,9 @@ at where its pooled sentence vector (the classifier head's input) lies instead, 
 raw logits. Every score is "higher = more out of scope":
 
 * ``knn``: 1 - cosine of the vector and its nearest training example of the predicted intent;
-* ``knn_examples``: with out-of-scope examples, that ``knn`` score plus the cosine of the vector
-  and its nearest out-of-scope example: "messages like these are not ours", without training;
+* ``knn_examples``: with out-of-scope examples, that ``knn`` score plus a weight times the cosine
+  of the vector and its nearest out-of-scope example: "messages like these are not ours", without
+  training (the weight is chosen on the held-out messages, see ``OUTLIER_WEIGHTS``);
 * ``mahalanobis``: smallest Mahalanobis distance to an intent's mean, with one covariance
   shared by all intents (Ledoit-Wolf shrunk, so 10 examples per intent suffice);
 * ``max_logit``: minus the largest logit; ``energy``: minus the logits' log-sum-exp;
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,11 @@ OOD_FILE = "ood.json"
 OOD_ARRAYS = "ood.npz"
 METHODS = ("knn", "knn_examples", "mahalanobis", "max_logit", "energy", "msp", "outlier_class")
 MIN_CALIBRATION = 20  # fewer held-out in-scope messages cannot place a 5% threshold
+# knn_examples: how much nearness to an out-of-scope example counts against nearness to the
+# predicted intent. Chosen per model by the held-out out-of-scope messages caught at the target
+# false-rejection rate: on BANKING77 dev data (10 intents held out, all data) 0.5-0.75 caught
+# 89-90% where 1.0 caught 86% and 0.25 caught 72%.
+OUTLIER_WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.5)
 
 
 def _normalized(vectors: np.ndarray) -> np.ndarray:
@@ -65,6 +71,7 @@ class FeatureBank:
     means: np.ndarray  # (intents, hidden)
     precision: np.ndarray  # (hidden, hidden)
     outliers: np.ndarray | None = None  # (m, hidden), unit length
+    outlier_weight: float = 1.0  # knn_examples: the weight of the cosine to the nearest outlier
 
     @classmethod
     def fit(
@@ -85,7 +92,15 @@ class FeatureBank:
 
     def arrays(self) -> dict[str, np.ndarray]:
         arrays = {"vectors": self.vectors, "labels": self.labels, "means": self.means, "precision": self.precision}
-        return arrays if self.outliers is None else {**arrays, "outliers": self.outliers}
+        if self.outliers is None:
+            return arrays
+        return {**arrays, "outliers": self.outliers, "outlier_weight": np.asarray(self.outlier_weight, np.float32)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> FeatureBank:
+        """The bank ``arrays()`` saved (a bank saved before ``outlier_weight`` existed weighs 1)."""
+        weight = arrays.pop("outlier_weight", None)
+        return cls(**arrays, outlier_weight=1.0 if weight is None else float(weight))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -139,7 +154,7 @@ def score(
         if own_example is not None:
             rows = np.flatnonzero(own_example >= 0)
             similarity[rows, own_example[rows]] = -np.inf
-        return _knn(bank, features, logits) + similarity.max(axis=1, initial=-1.0)
+        return _knn(bank, features, logits) + bank.outlier_weight * similarity.max(axis=1, initial=-1.0)
     if method == "mahalanobis":
         # (f - m) P (f - m) expanded, so no (batch, intents, hidden) array is made
         features = np.asarray(features, np.float32)
@@ -226,7 +241,7 @@ class OutOfScopeDetector:
         bank = None
         if (folder / OOD_ARRAYS).is_file():
             with np.load(folder / OOD_ARRAYS, allow_pickle=False) as data:
-                bank = FeatureBank(**{name: data[name] for name in data.files})
+                bank = FeatureBank.from_arrays({name: data[name] for name in data.files})
         thresholds = {name: float(value) for name, value in meta["thresholds"].items()}
         return cls(meta["method"], thresholds, bank, meta.get("details", {}), meta.get("outlier"))
 
@@ -271,6 +286,9 @@ def fit_detector(
     if inside.sum() < MIN_CALIBRATION:
         return None
     usable = [m for m in METHODS if _applies(m, bank, outlier)]
+    weights: dict[float, float] = {}
+    if "knn_examples" in usable and (~inside).any():
+        bank, weights = choose_outlier_weight(bank, held_out, false_rejection_rate, outlier)
     all_scores = {m: score(m, bank, held_out.features, held_out.logits, outlier, held_out.own_example) for m in usable}
     aurocs = {m: auroc(s[inside], s[~inside]) for m, s in all_scores.items()}
     if method == "auto":
@@ -289,4 +307,25 @@ def fit_detector(
     if (~inside).any():
         details["out_of_scope_caught"] = round(float(rejected[~inside].mean()), 4)
         details["auroc"] = {m: round(a, 4) for m, a in aurocs.items() if a is not None}
+    if weights:
+        details["knn_examples_weight"] = bank.outlier_weight
+        details["knn_examples_caught_by_weight"] = {str(w): round(c, 4) for w, c in weights.items()}
     return OutOfScopeDetector(method, thresholds, bank, details, outlier)
+
+
+def choose_outlier_weight(
+    bank: FeatureBank, held_out: HeldOut, false_rejection_rate: float, outlier: int | None = None
+) -> tuple[FeatureBank, dict[float, float]]:
+    """The bank with the ``OUTLIER_WEIGHTS`` entry under which ``knn_examples`` catches the most
+    held-out out-of-scope messages at ``false_rejection_rate`` (ties: the better AUROC), and what
+    each weight caught."""
+    inside = held_out.in_scope
+    caught: dict[float, float] = {}
+    ranking: dict[float, tuple[float, float]] = {}
+    for weight in OUTLIER_WEIGHTS:
+        weighted = replace(bank, outlier_weight=weight)
+        scores = score("knn_examples", weighted, held_out.features, held_out.logits, outlier, held_out.own_example)
+        threshold = threshold_at(scores[inside], false_rejection_rate)
+        caught[weight] = float(np.mean(scores[~inside] > threshold))
+        ranking[weight] = (caught[weight], auroc(scores[inside], scores[~inside]) or 0.0)
+    return replace(bank, outlier_weight=max(ranking, key=ranking.get)), caught

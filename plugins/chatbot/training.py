@@ -9,6 +9,7 @@ Public API (the benchmarks drive these directly)::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -128,8 +129,9 @@ def train_intent_model(
                 output_dir=workdir / "refit",
                 progress=progress,
             )
-            if detector is not None:  # the refit model's vectors; the thresholds stay the first run's
-                detector.bank = feature_bank(_classifier(refit.model_dir, **load), rows, options, outside)
+            if detector is not None:  # the refit model's vectors; the thresholds and weights stay the first run's
+                refit_classifier = _classifier(refit.model_dir, **load)
+                detector.bank = keep_weight(detector.bank, feature_bank(refit_classifier, rows, options, outside))
         retrieval = KnowledgeBase(ctx, options.index).calibration()
         if retrieval:  # recorded with the model; the live value stays with the index
             calibration.retrieval_threshold = retrieval.get("threshold")
@@ -224,15 +226,24 @@ def feature_bank(
     options: ChatbotOptions,
     out_of_scope: Sequence[str] = (),
 ) -> FeatureBank | None:
-    """The pooled vectors of the in-scope training ``rows`` and of the ``out_of_scope`` examples
-    under ``classifier``."""
+    """The pooled vectors of the in-scope training ``rows`` and of the out-of-scope examples under
+    ``classifier``: ``out_of_scope`` first (in order: calibration leaves each out of its own score),
+    then the ``rows`` that trained an out-of-scope class, neighbours for ``knn_examples`` as well."""
     index = {label: i for i, label in enumerate(classifier.labels)}
     known = [row for row in rows if row.label in index and row.label != options.out_of_scope_label]
     if not known:
         return None
-    features, _ = classifier.features_and_logits([row.text for row in known] + list(out_of_scope))
+    trained_outside = [row.text for row in rows if row.label == options.out_of_scope_label]
+    features, _ = classifier.features_and_logits([row.text for row in known] + [*out_of_scope, *trained_outside])
     labels = [index[row.label] for row in known]
     return FeatureBank.fit(features[: len(known)], labels, len(classifier.labels), outliers=features[len(known) :])
+
+
+def keep_weight(fitted: FeatureBank | None, refit: FeatureBank | None) -> FeatureBank | None:
+    """The ``refit`` bank with the outlier weight calibration chose for the ``fitted`` one."""
+    if fitted is None or refit is None:
+        return refit
+    return dataclasses.replace(refit, outlier_weight=fitted.outlier_weight)
 
 
 def synthetic_outlier_column(options: ChatbotOptions, index: dict[str, int]) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -14,9 +15,18 @@ from plugins.chatbot.data import labeled_csv, load_labeled_texts, load_lines
 from plugins.chatbot.engine import Chatbot
 from plugins.chatbot.guard import check_message
 from plugins.chatbot.model import softmax
-from plugins.chatbot.ood import METHODS, FeatureBank, HeldOut, OutOfScopeDetector, auroc, fit_detector, score
+from plugins.chatbot.ood import (
+    METHODS,
+    OUTLIER_WEIGHTS,
+    FeatureBank,
+    HeldOut,
+    OutOfScopeDetector,
+    auroc,
+    fit_detector,
+    score,
+)
 from plugins.chatbot.options import SAMPLE_DIR
-from plugins.chatbot.training import _split_out_of_scope
+from plugins.chatbot.training import _split_out_of_scope, feature_bank, keep_weight
 from services.training import LabeledText
 from suite.cli import build_app
 from suite.errors import ConfigError, DataError
@@ -165,6 +175,58 @@ def test_out_of_scope_examples_are_neighbours_too_each_scored_without_itself(tmp
     assert caught["knn_examples"] >= 0.9 and caught["knn_examples"] > max(caught["knn"], caught["mahalanobis"])
     with pytest.raises(ValueError, match="needs out-of-scope examples"):
         score("knn_examples", FeatureBank.fit(features, labels, 3), new, logits_of(new))
+
+
+def test_the_examples_weight_is_the_one_that_catches_most_and_it_is_saved(tmp_path):
+    features, labels = clusters()
+    rng = np.random.default_rng(11)
+    examples = np.eye(8)[0] * 5 + np.eye(8)[6] * 1.0 + rng.normal(0, 0.4, (20, 8))
+    bank = FeatureBank.fit(features, labels, 3, outliers=examples)
+    held, held_labels = clusters(seed=4, per_class=20)
+    # In scope, yet leaning towards the examples: a heavy weight turns these away first.
+    leaning = np.eye(8)[0] * 5 + np.eye(8)[6] * 0.8 + rng.normal(0, 0.3, (10, 8))
+    messages = np.vstack([held, leaning, examples])
+    truth = np.r_[held_labels, np.zeros(10, int), -np.ones(20, int)]
+    own = np.r_[-np.ones(len(held) + 10, int), np.arange(20)]
+    detector = fit_detector(
+        bank, HeldOut(messages, logits_of(messages), truth, own), method="auto", false_rejection_rate=0.05
+    )
+
+    caught = {float(w): c for w, c in detector.details["knn_examples_caught_by_weight"].items()}
+    assert set(caught) == set(OUTLIER_WEIGHTS)
+    weight = detector.details["knn_examples_weight"]
+    assert detector.bank.outlier_weight == weight and caught[weight] == max(caught.values())
+    assert caught[weight] > caught[1.0], "in this geometry the unweighted sum catches fewer"
+    assert detector.details["out_of_scope_caught"] == caught[weight]
+
+    detector.save(tmp_path)
+    loaded = OutOfScopeDetector.load(tmp_path).using("knn_examples")
+    nearest_example = (messages / np.linalg.norm(messages, axis=1, keepdims=True)) @ loaded.bank.outliers.T
+    np.testing.assert_allclose(
+        loaded.scores(messages, logits_of(messages)),
+        score("knn", bank, messages, logits_of(messages)) + weight * nearest_example.max(axis=1),
+        atol=1e-5,
+    )
+    # A bank saved before the weight existed counts the examples at weight 1.
+    arrays = dict(np.load(tmp_path / "ood.npz"))
+    del arrays["outlier_weight"]
+    np.savez(tmp_path / "ood.npz", **arrays)
+    assert OutOfScopeDetector.load(tmp_path).bank.outlier_weight == 1.0
+
+
+def test_a_refit_keeps_the_chosen_weight_and_trained_examples_are_neighbours_too(trained_ctx):
+    classifier = Chatbot(trained_ctx).model().classifier
+    options = trained_ctx.plugin_options("chatbot")
+    intent = classifier.labels[0]
+    rows = [LabeledText("I forgot my PIN", intent), LabeledText("tell me a joke", options.out_of_scope_label)]
+    bank = feature_bank(classifier, rows, options, ["what is the weather on mars"])
+    assert bank.outliers.shape == (2, 384) and bank.labels.tolist() == [0]
+    features, _ = classifier.features_and_logits(["what is the weather on mars", "tell me a joke"])
+    np.testing.assert_allclose(bank.outliers, features / np.linalg.norm(features, axis=1, keepdims=True), atol=1e-5)
+
+    chosen = dataclasses.replace(bank, outlier_weight=0.5)
+    assert keep_weight(chosen, bank).outlier_weight == 0.5 and keep_weight(chosen, bank).outliers is bank.outliers
+    assert keep_weight(None, bank) is bank and keep_weight(chosen, None) is None
 
 
 def test_too_few_held_out_messages_give_no_detector():
