@@ -336,6 +336,12 @@ def describe(name: str, args) -> str:
     }[name] + outliers
 
 
+def weighed(metrics: dict[str, Any]) -> str:
+    """The weight knn_examples gave the cosine to the nearest out-of-scope example, where it has one."""
+    weight = metrics.get("out_of_scope_examples_weight")
+    return "" if weight is None else f", out-of-scope examples weighed {weight:g} in knn_examples"
+
+
 def report(args, results: list[dict[str, Any]]) -> None:
     from plugins.chatbot.evaluate import ROUTES
     from plugins.chatbot.ood import METHODS
@@ -379,7 +385,7 @@ def report(args, results: list[dict[str, Any]]) -> None:
     )
     thresholds = "; ".join(
         f"{describe(r['name'], args)}: {r['method']} score > {r['threshold']:.4g}, clarifying question below "
-        f"margin {r['metrics'].get('margin_threshold')}"
+        f"margin {r['metrics'].get('margin_threshold')}" + weighed(r["metrics"])
         for r in results
     )
     body = [

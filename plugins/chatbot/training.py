@@ -397,6 +397,8 @@ def detector_metrics(detector: OutOfScopeDetector | None) -> dict[str, Any]:
     if "auroc" in detector.details:
         metrics["out_of_scope_auroc"] = detector.details["auroc"].get(detector.method)
         metrics["out_of_scope_caught"] = detector.details.get("out_of_scope_caught")
+    if "knn_examples_weight" in detector.details:
+        metrics["out_of_scope_examples_weight"] = detector.details["knn_examples_weight"]
     return metrics
 
 
