@@ -276,6 +276,7 @@ def test_training_saves_the_detector_and_reports_it_in_the_card(trained_ctx):
     assert saved["details"]["false_rejection_rate_target"] == 0.05
     assert "auroc" in saved["details"], "the sample's out-of-scope messages measure every score"
     assert "knn_examples" in saved["details"]["auroc"] and "knn_examples" in saved["thresholds"]
+    assert metrics["out_of_scope_examples_weight"] == saved["details"]["knn_examples_weight"] in OUTLIER_WEIGHTS
     examples = load_lines(SAMPLE_DIR / "out_of_scope.txt")
     assert OutOfScopeDetector.load(version.path).bank.outliers.shape == (len(examples), 384)
 
