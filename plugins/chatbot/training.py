@@ -121,9 +121,10 @@ def train_intent_model(
         calibration, detector = calibrate_model(result.model_dir, train, held_out, outside, options, **load)
         refit = None
         if refitting:
+            refit_rows = [*rows, *(LabeledText(text, options.out_of_scope_label) for text in outside_train)]
             refit = ctx.trainer.train_classifier(
                 ctx.backbone(PLUGIN),
-                [*rows, *(LabeledText(text, options.out_of_scope_label) for text in outside_train)],
+                refit_rows,
                 None,
                 refit_params(resolved, result.metrics, len(train)),
                 output_dir=workdir / "refit",
@@ -131,7 +132,7 @@ def train_intent_model(
             )
             if detector is not None:  # the refit model's vectors; the thresholds and weights stay the first run's
                 refit_classifier = _classifier(refit.model_dir, **load)
-                detector.bank = keep_weight(detector.bank, feature_bank(refit_classifier, rows, options, outside))
+                detector.bank = keep_weight(detector.bank, feature_bank(refit_classifier, refit_rows, options, outside))
         retrieval = KnowledgeBase(ctx, options.index).calibration()
         if retrieval:  # recorded with the model; the live value stays with the index
             calibration.retrieval_threshold = retrieval.get("threshold")

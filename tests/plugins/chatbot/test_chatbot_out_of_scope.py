@@ -341,3 +341,16 @@ def test_synthetic_outliers_train_an_out_of_scope_class_without_examples(context
     assert all(answer.intent != "out_of_scope" for answer in answers)  # the class is a score, not an intent
     assert "out_of_scope" not in bot.intent_labels()
     assert sum(answer.source == "template" for answer in answers) >= len(answers) / 2
+
+
+@pytest.mark.slow
+def test_a_refit_out_of_scope_class_keeps_every_example_as_a_neighbour_and_the_chosen_weight(context_factory):
+    from plugins.chatbot.training import train_from_files
+
+    small = {"epochs": 1, "batch_size": 16, "max_length": 32, "refit": "always", "out_of_scope_class": True}
+    version = train_from_files(context_factory(small), {"progress": False})
+    assert "refit_steps" in version.card.metrics and version.card.metrics["out_of_scope_trained"] > 0
+    detector = OutOfScopeDetector.load(version.path)
+    examples = load_lines(SAMPLE_DIR / "out_of_scope.txt")
+    assert detector.bank.outliers.shape == (len(examples), 384), "held-out and trained examples, refit vectors"
+    assert detector.bank.outlier_weight == detector.details["knn_examples_weight"]
