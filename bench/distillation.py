@@ -69,6 +69,10 @@ AUGMENT_SHARE = 0.15  # of the words of a copy replaced
 TAPT = {"epochs": 10.0, "learning_rate": 1e-4, "batch_size": 32, "max_length": 64, "early_stopping_patience": 0}
 TEACHER_LEARNING_RATE = 3e-5  # base-size backbones want 2e-5..5e-5 (TrainingConfig's comment)
 TARGETS = {"phrasebank": 0.86, "banking77": 0.88}
+# The rows a run can hold (--rows); the teacher comes with any distilled one, whose docs/s it is the unit of.
+ROWS = ("fine-tuned", "tapt", "distilled", "transfer", "tapt-transfer")
+TAPT_ROWS = {"tapt", "tapt-transfer"}
+DISTILLED_ROWS = {"distilled", "transfer", "tapt-transfer"}
 SPEED_TARGET = 5.0  # x the teacher's docs/s
 
 
@@ -118,8 +122,18 @@ def parse_args() -> argparse.Namespace:
         help="leave out the two rows fine-tuned from the task-adapted backbone (its masked LM still makes the "
         "transfer texts); the int8 row then quantizes the distilled + transfer student",
     )
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        choices=ROWS,
+        default=None,
+        help="the rows to run (default: all); the teacher comes with any distilled row, and the int8 row "
+        "quantizes the last distilled + transfer student",
+    )
     add_thread_option(parser)
     args = parser.parse_args()
+    args.only = sorted(args.rows or ())  # names the results file when the run holds only some rows
+    args.rows = set(args.rows or ROWS) - (TAPT_ROWS if args.skip_tapt_rows else set())
     if args.quick:
         args.seeds = args.seeds[:1] if args.seeds != list(SEEDS) else [1]
         args.speed_docs = min(args.speed_docs, 64)
@@ -329,14 +343,11 @@ def benchmark(split: Split, args, work: Path) -> tuple[list[Row], list[str]]:
     tapt_dir = str(tapt.model_dir)
 
     if final:
-        plain = Row("MiniLM fine-tuned", minilm)
-        run_row(plain, engine, split, args.seeds, args, work, final=True)
-        rows.append(plain)
-        if not args.skip_tapt_rows:
-            adapted = Row("MiniLM + TAPT, fine-tuned", tapt_dir)
-            run_row(adapted, engine, split, args.seeds, args, work, final=True)
-            rows.append(adapted)
-    if mpnet is None:
+        if "fine-tuned" in args.rows:
+            rows.append(run_new_row("MiniLM fine-tuned", minilm, engine, split, args, work))
+        if "tapt" in args.rows:
+            rows.append(run_new_row("MiniLM + TAPT, fine-tuned", tapt_dir, engine, split, args, work))
+    if mpnet is None or not (args.select or args.rows & DISTILLED_ROWS):
         return rows, notes
 
     teacher = Row("MPNet fine-tuned (teacher)", mpnet)
@@ -363,24 +374,43 @@ def benchmark(split: Split, args, work: Path) -> tuple[list[Row], list[str]]:
         return rows, notes
 
     distil = {"teacher": teacher_dir, **DISTILL[split.name]}
-    alone = Row("MiniLM distilled", minilm)
-    run_row(alone, engine, split, args.seeds, args, work, final=True, params=distil)
-    with_transfer = Row("MiniLM distilled + transfer", minilm)
+    notes.append(
+        f"Distillation settings: temperature {distil['distill_temperature']}, alpha {distil['distill_alpha']} "
+        "(`DISTILL` in bench/distillation.py; `--select` runs the dev-split grid over them)."
+    )
+    if "distilled" in args.rows:
+        rows.append(run_new_row("MiniLM distilled", minilm, engine, split, args, work, params=distil))
+    students = [("transfer", "MiniLM distilled + transfer", minilm)]
+    students.append(("tapt-transfer", "MiniLM + TAPT, distilled + transfer", tapt_dir))
+    students = [(name, backbone) for key, name, backbone in students if key in args.rows]
     int8 = Row("  the same student, ONNX int8", minilm)
-    quantized = int8 if args.skip_tapt_rows else None
-    distilled = {"final": True, "params": distil, "transfer": transfer}
-    run_row(with_transfer, engine, split, args.seeds, args, work, **distilled, int8_row=quantized)
-    rows += [alone, with_transfer]
-    student = with_transfer
-    if not args.skip_tapt_rows:
-        student = Row("MiniLM + TAPT, distilled + transfer", tapt_dir)
-        int8.backbone = tapt_dir
-        run_row(student, engine, split, args.seeds, args, work, **distilled, int8_row=int8)
+    student = None
+    for name, backbone in students:
+        student = Row(name, backbone)
+        last = name == students[-1][0]
+        run_row(
+            student,
+            engine,
+            split,
+            args.seeds,
+            args,
+            work,
+            final=True,
+            params=distil,
+            transfer=transfer,
+            int8_row=int8 if last else None,
+        )
         rows.append(student)
-    rows.append(int8)
-    if int8.runs:
+    if student is not None:
+        rows.append(int8)
         notes.append(int8_note(int8, student))
     return rows, notes
+
+
+def run_new_row(name: str, backbone: str, engine, split: Split, args, work: Path, **options) -> Row:
+    row = Row(name, backbone)
+    run_row(row, engine, split, args.seeds, args, work, final=True, **options)
+    return row
 
 
 def int8_note(int8: Row, student: Row) -> str:
@@ -479,14 +509,15 @@ def main() -> None:
         (
             "Dev-split selection of the distillation settings (the test split is not read)."
             if args.select
-            else "Test-split figures; settings chosen on the dev split."
+            else "Test-split figures; no setting was chosen on the test split."
         )
         + (" QUICK SMOKE RUN: tiny subsets and a few steps; the figures mean nothing." if args.quick else "")
         + " Timings on a shared machine: compare rows of one run, not absolute values."
     )
     # One data set at a time fits a session: each keeps its own results file.
     one = f" {args.datasets[0]}" if len(args.datasets) == 1 else ""
-    name = "distillation" + one + ("-select" if args.select else "") + ("-quick" if args.quick else "")
+    rows = f" {'+'.join(args.only)}" if args.only else ""
+    name = "distillation" + one + rows + ("-select" if args.select else "") + ("-quick" if args.quick else "")
     write_results(name, command_line("bench.distillation"), header + "\n\n" + "\n\n".join(sections))
     (RESULTS_DIR / f"{name.replace(' ', '_')}.json").write_text(json.dumps(raw, indent=2, default=str))
     if not args.workdir:
