@@ -79,6 +79,7 @@ SECTION_ORDER = [
     "http_fuzz.md",
     "cold_start.md",
     "distillation_phrasebank.md",
+    "distillation_phrasebank_fine-tuned+tapt+tapt-transfer.md",
     "distillation_banking77.md",
 ]
 
