@@ -310,10 +310,13 @@ def add_int8_run(int8_row: Row, run: dict, out: Path, split: Split, args) -> Non
     from services.errors import ModelError
 
     try:
-        int8_row.runs.append({**run, **evaluate(out, split.test, args.speed_docs, runtime="onnx", quantize=True)})
+        quantized = evaluate(out, split.test, args.speed_docs, runtime="onnx", quantize=True)
     except ModelError as error:
         int8_row.note += f" Seed {run['seed']}: refused ({error})."
         print(f"  int8 seed {run['seed']}: refused: {error}", flush=True)
+        return
+    int8_row.runs.append({**run, **quantized})
+    print(f"  int8 seed {run['seed']}: " + ", ".join(f"{k}={v:.3f}" for k, v in quantized.items()), flush=True)
 
 
 def benchmark(split: Split, args, work: Path) -> tuple[list[Row], list[str]]:
@@ -389,9 +392,14 @@ def benchmark(split: Split, args, work: Path) -> tuple[list[Row], list[str]]:
     )
     if "distilled" in args.rows:
         rows.append(run_new_row("MiniLM distilled", minilm, engine, split, args, work, params=distil))
-    students = [("transfer", "MiniLM distilled + transfer", minilm)]
-    students.append(("tapt-transfer", "MiniLM + TAPT, distilled + transfer", tapt_dir))
-    students = [(name, backbone) for key, name, backbone in students if key in args.rows]
+    students = [
+        (name, backbone)
+        for key, name, backbone in [
+            ("transfer", "MiniLM distilled + transfer", minilm),
+            ("tapt-transfer", "MiniLM + TAPT, distilled + transfer", tapt_dir),
+        ]
+        if key in args.rows
+    ]
     int8 = Row("  the same student, ONNX int8", minilm)
     student = None
     for name, backbone in students:
@@ -410,9 +418,11 @@ def benchmark(split: Split, args, work: Path) -> tuple[list[Row], list[str]]:
             int8_row=int8 if last else None,
         )
         rows.append(student)
-    if student is not None:
+    if int8.runs:
         rows.append(int8)
-        notes.append(int8_note(int8, student) + int8.note)
+        notes.append(int8_note(int8, student))
+    if int8.note:
+        notes.append(f"ONNX int8:{int8.note}")
     return rows, notes
 
 
