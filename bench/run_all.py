@@ -52,6 +52,7 @@ RUNS: list[tuple[str, list[str], list[str]]] = [
     ("http_load", [], ["--max-steps", "5", "--duration", "3", "--warmup", "1"]),
     ("http_fuzz", [], ["--max-examples", "5", "--max-steps", "3"]),
     ("distillation", [], ["--quick"]),
+    ("int8", [], ["--quick"]),
     ("cold_start", [], ["--runs", "1"]),
 ]
 SECTION_ORDER = [
@@ -81,6 +82,8 @@ SECTION_ORDER = [
     "distillation_phrasebank.md",
     "distillation_phrasebank_fine-tuned+tapt+tapt-transfer.md",
     "distillation_banking77.md",
+    "distillation_banking77-select.md",
+    "int8_weight_scales_banking77.md",
 ]
 
 HEADER = """# Benchmarks

@@ -154,10 +154,7 @@ class TextClassifier:
         if quantize:
             if target.type != "cpu":
                 raise ModelError("quantize=True runs on the CPU only")
-            with warnings.catch_warnings():  # deprecated in favour of torchao, which is not a dependency
-                warnings.simplefilter("ignore")
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-            return cls(model, tokenizer, device=target, max_length=max_length)
+            return cls(quantized_linear_layers(model), tokenizer, device=target, max_length=max_length)
         trace, bfloat16 = target.type == "cpu", resolved == "bfloat16"
         return cls(model, tokenizer, device=target, max_length=max_length, trace=trace, bfloat16=bfloat16)
 
@@ -282,6 +279,16 @@ def native_bfloat16() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AMX or AVX512-BF16), where it beats float32."""
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, so looked up with care
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def quantized_linear_layers(model: torch.nn.Module, *, per_channel: bool = True) -> torch.nn.Module:
+    """``model`` with its linear layers in dynamic int8, by default with one weight scale per output
+    channel, as ONNX int8 has (see ``onnx_runtime.quantized``)."""
+    qconfig = torch.ao.quantization.per_channel_dynamic_qconfig if per_channel else None
+    layers = {torch.nn.Linear: qconfig} if qconfig else {torch.nn.Linear}
+    with warnings.catch_warnings():  # deprecated in favour of torchao, which is not a dependency
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, layers, dtype=torch.qint8)
 
 
 def resolve_precision(precision: str, device: torch.device, *, quantize: bool = False) -> str:

@@ -84,6 +84,26 @@ def test_onnx_runtime_gives_the_torch_probabilities_at_every_batch_size(trained_
     assert np.mean([p.label == q.label for p, q in zip(int8.predict(texts), exact.predict(texts), strict=True)]) > 0.9
 
 
+def test_an_int8_graph_that_changes_the_outputs_is_refused_in_one_line(trained_classifier, monkeypatch):
+    import onnx
+
+    from services.training import onnx_runtime
+
+    quantized = onnx_runtime.quantized
+
+    def with_the_logits_negated(graph: bytes) -> bytes:  # a quantization gone wrong, for certain
+        model = onnx.load_from_string(quantized(graph))
+        last = next(node for node in model.graph.node if "logits" in node.output)
+        last.output[list(last.output).index("logits")] = "logits_before"
+        model.graph.node.append(onnx.helper.make_node("Neg", ["logits_before"], ["logits"]))
+        return model.SerializeToString()
+
+    monkeypatch.setattr(onnx_runtime, "quantized", with_the_logits_negated)
+    with pytest.raises(ModelError, match="int8 export of this model disagrees with it") as refused:
+        TextClassifier.from_pretrained(trained_classifier.model_dir, runtime="onnx", quantize=True)
+    assert "\n" not in str(refused.value)
+
+
 def test_bfloat16_scoring_keeps_the_float32_labels_by_rescoring_near_ties(trained_classifier, intent_rows, monkeypatch):
     import services.training.inference as inference
 
