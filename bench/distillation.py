@@ -108,6 +108,14 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--mpnet", type=Path, default=DEFAULT_MPNET, help="the all-mpnet-base-v2 folder (the teacher)")
     parser.add_argument("--select", action="store_true", help="run the distillation grid on the dev split only")
+    parser.add_argument(
+        "--grid",
+        nargs="+",
+        type=grid_point,
+        default=SELECTION_GRID,
+        metavar="T:ALPHA",
+        help="the settings --select tries (default: %(default)s)",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny subsets, a few steps, one seed")
     parser.add_argument("--per-intent", type=int, default=10, help="BANKING77 training examples per intent")
     parser.add_argument("--copies", type=int, default=AUGMENT_COPIES, help="augmented transfer copies per text")
@@ -140,6 +148,15 @@ def parse_args() -> argparse.Namespace:
         args.speed_docs = min(args.speed_docs, 64)
         args.copies = min(args.copies, 1)
     return args
+
+
+def grid_point(text: str) -> tuple[float, float]:
+    """``"2:0.5"`` -> (temperature 2.0, alpha 0.5)."""
+    try:
+        temperature, alpha = (float(part) for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected TEMPERATURE:ALPHA such as 2:0.5, got {text!r}") from None
+    return temperature, alpha
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -381,7 +398,7 @@ def benchmark(split: Split, args, work: Path) -> tuple[list[Row], list[str]]:
     if args.select:
         # The grid tunes the headline student (the plain MiniLM distilled with transfer texts); the
         # task-adapted student shares its settings.
-        for temperature, alpha in SELECTION_GRID:
+        for temperature, alpha in args.grid:
             row = Row(f"distil T={temperature} alpha={alpha} + transfer", minilm)
             params = {"teacher": teacher_dir, "distill_temperature": temperature, "distill_alpha": alpha}
             run_row(row, engine, split, args.seeds[:1], args, work, final=False, params=params, transfer=transfer)
