@@ -81,6 +81,7 @@ SECTION_ORDER = [
     "cold_start.md",
     "distillation_phrasebank.md",
     "distillation_phrasebank_fine-tuned+tapt+tapt-transfer.md",
+    "distillation_phrasebank-select.md",
     "distillation_banking77.md",
     "distillation_banking77-select.md",
     "int8_weight_scales_banking77.md",
