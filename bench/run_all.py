@@ -82,6 +82,7 @@ SECTION_ORDER = [
     "distillation_phrasebank.md",
     "distillation_phrasebank_fine-tuned+tapt+tapt-transfer.md",
     "distillation_phrasebank-select.md",
+    "distillation_phrasebank_transfer.md",
     "distillation_banking77.md",
     "distillation_banking77-select.md",
     "int8_weight_scales_banking77.md",
