@@ -284,10 +284,6 @@ def evaluate(folder: Path, rows: list, speed_docs: int, *, runtime: str = "torch
 
 
 def fine_tune(engine, backbone: str, split: Split, params: dict, seed: int, out: Path, args, transfer=()) -> dict:
-    if args.reuse and (out / "config.json").is_file():  # the teacher kept by an earlier run
-        print(f"  reusing {out} (--reuse): its fine-tune time and dev scores are not known here", flush=True)
-        unknown = float("nan")
-        return {"seed": seed, "train_s": unknown, "dev_accuracy": unknown, "dev_macro_f1": unknown, "folder": out}
     result = engine.train_classifier(
         backbone,
         split.train,
@@ -322,7 +318,10 @@ def run_row(
 ) -> None:
     for seed in seeds:
         out = work / f"{split.name}-{row.name}-{seed}".replace(" ", "_").replace("/", "_")
-        run = fine_tune(engine, row.backbone, split, params or {}, seed, out, args, transfer)
+        if keep and args.reuse and (out / "config.json").is_file():  # the teacher an earlier run kept
+            run = reused(out, seed)
+        else:
+            run = fine_tune(engine, row.backbone, split, params or {}, seed, out, args, transfer)
         if final:
             run.update(evaluate(out, split.test, args.speed_docs))
             if int8_row is not None:
@@ -334,6 +333,12 @@ def run_row(
         )
         if not keep:
             shutil.rmtree(out, ignore_errors=True)
+
+
+def reused(folder: Path, seed: int) -> dict:
+    print(f"  reusing {folder} (--reuse): its fine-tune time and dev scores are not known here", flush=True)
+    unknown = float("nan")
+    return {"seed": seed, "train_s": unknown, "dev_accuracy": unknown, "dev_macro_f1": unknown, "folder": folder}
 
 
 def add_int8_run(int8_row: Row, run: dict, out: Path, split: Split, args) -> None:

@@ -284,8 +284,7 @@ def native_bfloat16() -> bool:
 def quantized_linear_layers(model: torch.nn.Module, *, per_channel: bool = True) -> torch.nn.Module:
     """``model`` with its linear layers in dynamic int8, by default with one weight scale per output
     channel, as ONNX int8 has (see ``onnx_runtime.quantized``)."""
-    qconfig = torch.ao.quantization.per_channel_dynamic_qconfig if per_channel else None
-    layers = {torch.nn.Linear: qconfig} if qconfig else {torch.nn.Linear}
+    layers = {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig} if per_channel else {torch.nn.Linear}
     with warnings.catch_warnings():  # deprecated in favour of torchao, which is not a dependency
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(model, layers, dtype=torch.qint8)

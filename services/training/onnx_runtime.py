@@ -93,8 +93,8 @@ def quantized(graph: bytes, *, per_channel: bool = True) -> bytes:
     works on files).
 
     Weights get one scale per output channel rather than one per matrix: a fine-tuned encoder's
-    matrices hold a few large columns, and a shared scale rounds the rest coarsely. On a distilled
-    BANKING77 student this halved the logits' int8 error (BENCHMARKS.md, "ONNX int8")."""
+    matrices hold a few large columns, and a shared scale rounds the rest coarsely. On BANKING77
+    students this more than halved int8's probability changes (BENCHMARKS.md, "int8 weight scales")."""
     import tempfile
     from pathlib import Path
 
